@@ -1,0 +1,1 @@
+"""The Ray Serve layer: thin deployments that build pipeline objects and forward calls."""

@@ -1,0 +1,204 @@
+"""HTTP ingress: parses requests, calls the stage deployments through handles, shapes replies."""
+
+
+import asyncio
+import base64
+import functools
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from pipeline import audio, openai_api
+from pipeline.config import LimitsArgs, Settings
+from pipeline.errors import BadInputError, JarvisError, NotReadyError
+from pipeline.http import audio_from_request, check_bearer, check_session_id, read_body
+from pipeline.openai_api import ChatCompletionRequest, SpeechRequest
+from pipeline.turn import run_turn
+
+log = logging.getLogger("jarvis.ingress")
+app = FastAPI(title="jarvis-serve", version="0.1.0")
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/openapi.json"})
+
+
+@functools.cache
+def _api_keys() -> frozenset[str]:
+    return Settings().api_key_set()
+
+
+@app.middleware("http")
+async def _auth(request: Request, call_next: Any) -> Any:
+    if request.url.path not in OPEN_PATHS:
+        try:
+            check_bearer(request.headers.get("authorization"), _api_keys())
+        except JarvisError as e:
+            return _error(e)
+    return await call_next(request)
+
+
+def _error(exc: Exception) -> JSONResponse:
+    cause = getattr(exc, "cause", None) or exc  # a RayTaskError carries the replica's error
+    status = getattr(cause, "status_code", 500)
+    message = getattr(cause, "message", None) or "internal error"
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        {"error": {"message": message, "type": type(cause).__name__}}, status, headers=headers
+    )
+
+
+@app.exception_handler(JarvisError)
+async def _jarvis_error(_: Request, exc: JarvisError) -> JSONResponse:
+    return _error(exc)
+
+
+class _Handles:
+    """The pipeline's TurnBackend over Serve handles (one hop per stage call)."""
+
+    def __init__(self, stt: DeploymentHandle, llm: DeploymentHandle, tts: DeploymentHandle) -> None:
+        self._stt, self._llm, self._tts = stt, llm, tts
+
+    async def transcribe(self, samples: np.ndarray) -> str:
+        return await self._stt.transcribe.remote(samples)
+
+    async def respond(self, session_id: str, text: str) -> AsyncIterator[str]:
+        async for delta in self._llm.options(stream=True).respond.remote(session_id, text):
+            yield delta
+
+    async def synthesize(self, text: str) -> bytes:
+        return await self._tts.synthesize.remote(text)
+
+
+@serve.deployment
+@serve.ingress(app)
+class Ingress:
+    def __init__(
+        self,
+        stt: DeploymentHandle,
+        llm: DeploymentHandle,
+        tts: DeploymentHandle,
+        limits: LimitsArgs,
+    ) -> None:
+        self._stt, self._llm, self._tts = stt, llm, tts
+        self._backend = _Handles(stt, llm, tts)
+        self._limits = limits
+        self._tts_rate: int | None = None
+
+    async def _sample_rate(self) -> int:
+        if self._tts_rate is None:
+            self._tts_rate = await self._tts.sample_rate.remote()
+        return self._tts_rate
+
+    @app.get("/healthz")
+    async def healthz(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(self) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(5.0):
+                parts = await asyncio.gather(
+                    self._stt.ready.remote(), self._llm.ready.remote(), self._tts.ready.remote()
+                )
+        except TimeoutError as e:
+            raise NotReadyError("models are still loading") from e
+        models: dict[str, str] = {}
+        for part in parts:
+            models.update(part)
+        return {"status": "ready", "models": models}
+
+    @app.post("/v1/turn")
+    async def turn(self, request: Request, session_id: str | None = None) -> dict[str, Any]:
+        data, form = await audio_from_request(request, self._limits.max_body_bytes)
+        if form is not None and session_id is None and isinstance(form.get("session_id"), str):
+            session_id = str(form.get("session_id"))
+        sid = check_session_id(session_id) if session_id else uuid.uuid4().hex
+        samples = audio.decode_audio(data, max_seconds=self._limits.max_audio_seconds)
+        result = await run_turn(self._backend, samples, sid)
+        rate = await self._sample_rate()
+        return {
+            "session_id": sid,
+            "transcript": result.transcript,
+            "reply": result.reply,
+            "audio": {
+                "format": "wav",
+                "sample_rate": rate,
+                "data": base64.b64encode(audio.encode_wav(result.pcm, rate)).decode(),
+            },
+            "timings": result.timings.as_dict(),
+        }
+
+    @app.post("/v1/audio/transcriptions", response_model=None)
+    async def transcriptions(self, request: Request) -> dict[str, str] | PlainTextResponse:
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise BadInputError("send the audio as multipart/form-data with a 'file' part")
+        data, form = await audio_from_request(request, self._limits.max_body_bytes)
+        samples = audio.decode_audio(data, max_seconds=self._limits.max_audio_seconds)
+        text = await self._stt.transcribe.remote(samples)
+        fmt = form.get("response_format", "json") if form is not None else "json"
+        if fmt == "text":
+            return PlainTextResponse(text)
+        if fmt not in ("json", "verbose_json"):
+            raise BadInputError(f"response_format {fmt!r} is not supported; use json or text")
+        return {"text": text}
+
+    @app.post("/v1/chat/completions", response_model=None)
+    async def chat_completions(self, body: ChatCompletionRequest) -> Any:
+        messages = [m.to_message() for m in body.messages]
+        if sum(len(m.content) for m in messages) > 8 * self._limits.max_text_chars:
+            raise BadInputError("the messages are too long")
+        deltas = self._llm.options(stream=True).chat.remote(
+            messages, body.token_limit(), body.temperature
+        )
+        cid = openai_api.completion_id()
+        if not body.stream:
+            text = "".join([d async for d in deltas])
+            return openai_api.chat_completion(cid, body.model, text)
+        first = await _first(deltas)  # errors before the first token are still a 4xx/5xx
+        return StreamingResponse(
+            _sse(cid, body.model, first, deltas), media_type="text/event-stream"
+        )
+
+    @app.post("/v1/audio/speech", response_model=None)
+    async def speech(self, body: SpeechRequest) -> StreamingResponse:
+        if len(body.input) > self._limits.max_text_chars:
+            raise BadInputError(
+                f"input is {len(body.input)} characters; the limit is {self._limits.max_text_chars}"
+            )
+        rate = await self._sample_rate()
+        chunks = self._tts.options(stream=True).stream.remote(body.input)
+        head = audio.wav_header(rate, None) if body.response_format == "wav" else b""
+        media = "audio/wav" if body.response_format == "wav" else f"audio/pcm;rate={rate}"
+        return StreamingResponse(_prepend(head, chunks), media_type=media)
+
+
+async def _first(deltas: Any) -> str | None:
+    try:
+        return await deltas.__anext__()
+    except StopAsyncIteration:
+        return None
+
+
+async def _sse(cid: str, model: str, first: str | None, rest: Any) -> AsyncIterator[str]:
+    yield openai_api.chat_chunk(cid, model, {"role": "assistant", "content": first or ""})
+    try:
+        if first is not None:
+            async for delta in rest:
+                yield openai_api.chat_chunk(cid, model, {"content": delta})
+    except JarvisError as e:
+        yield openai_api.sse_error(getattr(e, "message", "generation failed"))
+        return
+    yield openai_api.chat_chunk(cid, model, {}, finish="stop")
+    yield openai_api.SSE_DONE
+
+
+async def _prepend(head: bytes, chunks: Any) -> AsyncIterator[bytes]:
+    if head:
+        yield head
+    async for chunk in chunks:
+        yield chunk

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from pipeline.config import BatchConfig, Settings, SttArgs
+from pipeline.factory import build_stt
+
+
+@serve.deployment
+class SpeechToText:
+    def __init__(self, args: SttArgs) -> None:
+        self._args = args
+        self._stt = build_stt(args, Settings().cache_dir)
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        cfg = BatchConfig(**user_config)
+        self._batched.set_max_batch_size(cfg.max_batch_size)
+        self._batched.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
+
+    async def transcribe(self, audio: np.ndarray) -> str:
+        return await self._batched(audio)
+
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.005)
+    async def _batched(self, audios: list[np.ndarray]) -> list[str]:
+        return await self._stt.transcribe_batch(audios)
+
+    def ready(self) -> dict[str, str]:
+        return {"stt": f"{self._stt.name} {self._args.model.value}"}

@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from ray import serve
+
+from pipeline.config import BatchConfig, TtsArgs
+from pipeline.factory import build_tts
+from pipeline.text import split_sentences
+
+
+@serve.deployment
+class TextToSpeech:
+    def __init__(self, args: TtsArgs) -> None:
+        self._tts = build_tts(args)
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        cfg = BatchConfig(**user_config)
+        self._batched.set_max_batch_size(cfg.max_batch_size)
+        self._batched.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
+
+    async def synthesize(self, text: str) -> bytes:
+        return await self._batched(text)
+
+    async def stream(self, text: str) -> AsyncIterator[bytes]:
+        """PCM16 sentence by sentence; concurrent streams share batches."""
+        for sentence in split_sentences(text):
+            yield await self._batched(sentence)
+
+    @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.005)
+    async def _batched(self, texts: list[str]) -> list[bytes]:
+        return await self._tts.synthesize_batch(texts)
+
+    def sample_rate(self) -> int:
+        return self._tts.sample_rate
+
+    def ready(self) -> dict[str, str]:
+        return {"tts": f"{self._tts.name} {self._tts.sample_rate} Hz"}

@@ -1,0 +1,1 @@
+"""jarvis-serve core: everything but Ray. Importable and testable without a cluster."""

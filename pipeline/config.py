@@ -1,0 +1,102 @@
+"""Typed configuration.
+
+`AppArgs` are the application builder's arguments (validated by Serve from
+serve_config.yaml). `Settings` come from the environment only: secrets and
+per-machine knobs never live in the YAML.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are Jarvis, a voice assistant for the operations staff of a logistics company "
+    "(loads, warehouses, inventory, trucks, dock doors, forklifts). Your words are spoken "
+    "aloud: answer in one or two short sentences of plain speech. Never use lists, "
+    "markdown, code, emojis or abbreviations that cannot be read aloud."
+)
+
+
+class SttModel(str, Enum):
+    TINY_EN = "tiny.en"
+    BASE = "base"
+
+
+class SttArgs(BaseModel):
+    model: SttModel = SttModel.TINY_EN
+    cpu_threads: int = Field(default=2, ge=1, le=64)
+    beam_size: int = Field(default=1, ge=1, le=8)
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
+class LlmArgs(BaseModel):
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    n_threads: int = Field(default=2, ge=1, le=64)
+    n_ctx: int = Field(default=2048, ge=512, le=32768)
+    max_tokens: int = Field(default=80, ge=1, le=1024)
+    temperature: float = Field(default=0.2, ge=0.0, le=2.0)
+    history_turns: int = Field(default=6, ge=0, le=100, description="past turns sent to the model")
+    max_sessions: int = Field(default=10_000, ge=1, description="sessions kept in memory (LRU)")
+    timeout_s: float = Field(default=60.0, gt=0)
+
+
+class TtsArgs(BaseModel):
+    intra_op_threads: int = Field(default=1, ge=1, le=64)
+    length_scale: float | None = Field(default=None, gt=0, description="speech speed; None = voice default")
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
+class LimitsArgs(BaseModel):
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_audio_seconds: float = Field(default=30.0, gt=0, le=600)
+    max_text_chars: int = Field(default=4096, ge=1)
+
+
+class AppArgs(BaseModel):
+    """Arguments of `deployments.app:build_app`, as written under `args:` in serve_config.yaml."""
+
+    model_config = {"extra": "forbid"}
+
+    stt: SttArgs = SttArgs()
+    llm: LlmArgs = LlmArgs()
+    tts: TtsArgs = TtsArgs()
+    limits: LimitsArgs = LimitsArgs()
+
+
+class BatchConfig(BaseModel):
+    """`user_config` of a batching deployment; changed live through `reconfigure`."""
+
+    model_config = {"extra": "forbid"}
+
+    max_batch_size: int = Field(default=4, ge=1, le=64)
+    batch_wait_timeout_s: float = Field(default=0.005, ge=0.0, le=1.0)
+
+
+class Settings(BaseSettings):
+    """Settings read from the environment (prefix JARVIS_)."""
+
+    model_config = SettingsConfigDict(env_prefix="JARVIS_", extra="ignore")
+
+    api_keys: SecretStr | None = Field(
+        default=None, description="comma-separated bearer tokens; unset = no auth"
+    )
+    cache_dir: Path = Path.home() / ".cache" / "jarvis-serve"
+
+    @field_validator("api_keys")
+    @classmethod
+    def _refuse_placeholders(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        for key in value.get_secret_value().split(","):
+            if key.strip().lower() in {"changeme", "change-me", "secret", "xxx", "your-key"}:
+                raise ValueError("JARVIS_API_KEYS holds a placeholder key; set a real one")
+        return value
+
+    def api_key_set(self) -> frozenset[str]:
+        if self.api_keys is None:
+            return frozenset()
+        return frozenset(k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip())

@@ -1,0 +1,48 @@
+"""One error family. Each carries the HTTP status the ingress answers with."""
+
+from __future__ import annotations
+
+
+class JarvisError(Exception):
+    """Base of every error the service raises on purpose."""
+
+    status_code = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadInputError(JarvisError):
+    """The client sent something we cannot use; the message says what."""
+
+    status_code = 400
+
+
+class PayloadTooLargeError(JarvisError):
+    status_code = 413
+
+
+class AuthError(JarvisError):
+    status_code = 401
+
+
+class NotReadyError(JarvisError):
+    status_code = 503
+
+
+class ProviderError(JarvisError):
+    """A model or cloud provider failed. `retryable` says whether trying again may help."""
+
+    status_code = 502
+
+    def __init__(self, message: str, *, provider: str, retryable: bool = False) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.retryable = retryable
+
+
+class ModelFileError(JarvisError):
+    """Model files are missing or do not match their pinned checksum."""
+
+    status_code = 503

@@ -1,0 +1,39 @@
+"""Build providers from config. The only place that knows which implementation backs a stage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pipeline import models
+from pipeline.config import LlmArgs, SttArgs, TtsArgs
+from pipeline.providers.llama import LlamaChat
+from pipeline.providers.piper import PiperTTS
+from pipeline.providers.whisper import WhisperSTT
+
+
+def build_stt(args: SttArgs, cache_dir: Path) -> WhisperSTT:
+    return WhisperSTT(
+        models.whisper_dir(args.model, cache_dir),
+        cpu_threads=args.cpu_threads,
+        beam_size=args.beam_size,
+        timeout_s=args.timeout_s,
+    )
+
+
+def build_chat(args: LlmArgs, cache_dir: Path) -> LlamaChat:
+    model = LlamaChat(
+        models.llm_gguf(cache_dir), n_threads=args.n_threads, n_ctx=args.n_ctx, timeout_s=args.timeout_s
+    )
+    model.warm(args.system_prompt)
+    return model
+
+
+def build_tts(args: TtsArgs) -> PiperTTS:
+    model_path, config_path = models.piper_voice()
+    return PiperTTS(
+        model_path,
+        config_path,
+        intra_op_threads=args.intra_op_threads,
+        length_scale=args.length_scale,
+        timeout_s=args.timeout_s,
+    )

@@ -1,0 +1,45 @@
+"""Latency bookkeeping: per-turn stage marks and percentile summaries."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass
+class TurnTimings:
+    """Milliseconds from the start of the turn (request received) to each mark."""
+
+    started: float = field(default_factory=time.perf_counter)
+    stt_ms: float | None = None
+    llm_first_token_ms: float | None = None
+    llm_total_ms: float | None = None
+    tts_first_audio_ms: float | None = None
+    total_ms: float | None = None
+
+    def mark(self) -> float:
+        return round((time.perf_counter() - self.started) * 1000.0, 1)
+
+    def as_dict(self) -> dict[str, float | None]:
+        return {
+            "stt_ms": self.stt_ms,
+            "llm_first_token_ms": self.llm_first_token_ms,
+            "llm_total_ms": self.llm_total_ms,
+            "tts_first_audio_ms": self.tts_first_audio_ms,
+            "total_ms": self.total_ms,
+        }
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100); NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def summarize(values: Sequence[float]) -> dict[str, float]:
+    return {"p50": percentile(values, 50), "p90": percentile(values, 90), "p99": percentile(values, 99)}

@@ -1,0 +1,61 @@
+"""The LLM orchestrator: system prompt + history + the user's words -> streamed reply.
+
+It records the turn in history when the reply ends, including a reply cut
+short by cancellation (what was generated before the cut is what was said).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+from pipeline.config import LlmArgs
+from pipeline.errors import BadInputError
+from pipeline.history import InMemoryHistory
+from pipeline.providers.base import ChatMessage, ChatModel
+from pipeline.text import clean_for_speech
+
+
+class Orchestrator:
+    def __init__(self, model: ChatModel, args: LlmArgs, history: InMemoryHistory | None = None) -> None:
+        self._model = model
+        self._args = args
+        self._history = history or InMemoryHistory(max_sessions=args.max_sessions)
+
+    @property
+    def system_prompt(self) -> str:
+        return self._args.system_prompt
+
+    async def respond(self, session_id: str, text: str) -> AsyncIterator[str]:
+        """Stream the assistant's reply to `text` within session `session_id`."""
+        if not text.strip():
+            raise BadInputError("there is no text to answer")
+        past = self._history.get(session_id)[-2 * self._args.history_turns :] if self._args.history_turns else []
+        messages = [ChatMessage("system", self._args.system_prompt), *past, ChatMessage("user", text)]
+        said: list[str] = []
+        try:
+            async for delta in self._model.stream(
+                messages, max_tokens=self._args.max_tokens, temperature=self._args.temperature
+            ):
+                said.append(delta)
+                yield delta
+        finally:
+            reply = clean_for_speech("".join(said))
+            self._history.append(session_id, ChatMessage("user", text), ChatMessage("assistant", reply))
+
+    async def chat(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int | None, temperature: float | None
+    ) -> AsyncIterator[str]:
+        """Stateless chat (OpenAI-compatible route): the caller owns the history."""
+        if not messages:
+            raise BadInputError("messages must not be empty")
+        if messages[0].role != "system":
+            messages = [ChatMessage("system", self._args.system_prompt), *messages]
+        async for delta in self._model.stream(
+            messages,
+            max_tokens=max_tokens or self._args.max_tokens,
+            temperature=self._args.temperature if temperature is None else temperature,
+        ):
+            yield delta
+
+    def history(self, session_id: str) -> list[ChatMessage]:
+        return self._history.get(session_id)

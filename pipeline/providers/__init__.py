@@ -1,0 +1,1 @@
+"""One protocol per stage (base.py) and its implementations."""

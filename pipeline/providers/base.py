@@ -1,0 +1,118 @@
+"""Stage protocols as template-method base classes.
+
+The public method owns policy (timeouts, error mapping, timing); a provider
+implements only the transport in `_*_impl`. Provider failures surface as
+`ProviderError` with a `retryable` flag, raised `from` the original.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+from pipeline.errors import JarvisError, ProviderError
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class SttCapabilities:
+    streaming: bool
+    batch: bool
+
+
+class SpeechToText(ABC):
+    """Audio (mono float32, 16 kHz) to text."""
+
+    name: str = "stt"
+    capabilities = SttCapabilities(streaming=False, batch=False)
+
+    def __init__(self, *, timeout_s: float = 30.0) -> None:
+        self._timeout_s = timeout_s
+
+    async def transcribe(self, audio: np.ndarray) -> str:
+        return (await self.transcribe_batch([audio]))[0]
+
+    async def transcribe_batch(self, audios: Sequence[np.ndarray]) -> list[str]:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                texts = await self._transcribe_impl(list(audios))
+        except (JarvisError, asyncio.CancelledError):
+            raise
+        except TimeoutError as e:
+            raise ProviderError("transcription timed out", provider=self.name, retryable=True) from e
+        except Exception as e:  # provider boundary: translate, never swallow
+            raise ProviderError(f"transcription failed: {e}", provider=self.name) from e
+        return [t.strip() for t in texts]
+
+    @abstractmethod
+    async def _transcribe_impl(self, audios: list[np.ndarray]) -> list[str]: ...
+
+
+class ChatModel(ABC):
+    """Chat messages to a stream of text deltas."""
+
+    name: str = "llm"
+
+    def __init__(self, *, timeout_s: float = 60.0) -> None:
+        self._timeout_s = timeout_s
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float
+    ) -> AsyncIterator[str]:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                async for delta in self._stream_impl(
+                    list(messages), max_tokens=max_tokens, temperature=temperature
+                ):
+                    if delta:
+                        yield delta
+        except (JarvisError, asyncio.CancelledError, GeneratorExit):
+            raise
+        except TimeoutError as e:
+            raise ProviderError("generation timed out", provider=self.name, retryable=True) from e
+        except Exception as e:  # provider boundary
+            raise ProviderError(f"generation failed: {e}", provider=self.name) from e
+
+    @abstractmethod
+    def _stream_impl(
+        self, messages: list[ChatMessage], *, max_tokens: int, temperature: float
+    ) -> AsyncIterator[str]: ...
+
+
+class TextToSpeech(ABC):
+    """Text to PCM16 mono audio at `sample_rate`."""
+
+    name: str = "tts"
+    sample_rate: int = 22_050
+
+    def __init__(self, *, timeout_s: float = 30.0) -> None:
+        self._timeout_s = timeout_s
+
+    async def synthesize(self, text: str) -> bytes:
+        return (await self.synthesize_batch([text]))[0]
+
+    async def synthesize_batch(self, texts: Sequence[str]) -> list[bytes]:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await self._synthesize_impl(list(texts))
+        except (JarvisError, asyncio.CancelledError):
+            raise
+        except TimeoutError as e:
+            raise ProviderError("synthesis timed out", provider=self.name, retryable=True) from e
+        except Exception as e:  # provider boundary
+            raise ProviderError(f"synthesis failed: {e}", provider=self.name) from e
+
+    @abstractmethod
+    async def _synthesize_impl(self, texts: list[str]) -> list[bytes]: ...

@@ -1,0 +1,64 @@
+"""Embedded STT: faster-whisper (CTranslate2, int8) with real cross-request batching.
+
+Each request is one clip of at most 30 s, so a batch is one encoder pass over
+stacked mel windows and one batched greedy/beam decode.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.providers.base import SpeechToText, SttCapabilities
+
+
+class WhisperSTT(SpeechToText):
+    name = "faster-whisper"
+    capabilities = SttCapabilities(streaming=False, batch=True)
+
+    def __init__(
+        self, model_dir: Path, *, cpu_threads: int = 2, beam_size: int = 1, timeout_s: float = 30.0
+    ) -> None:
+        super().__init__(timeout_s=timeout_s)
+        from faster_whisper import WhisperModel
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        self._model = WhisperModel(
+            str(model_dir), device="cpu", compute_type="int8", cpu_threads=cpu_threads, num_workers=1
+        )
+        self._tokenizer = Tokenizer(
+            self._model.hf_tokenizer,
+            self._model.model.is_multilingual,
+            task="transcribe",
+            language="en",
+        )
+        self._prompt = self._model.get_prompt(self._tokenizer, [], without_timestamps=True)
+        self._suppress = get_suppressed_tokens(self._tokenizer, [-1])
+        self._beam_size = beam_size
+        # One decode at a time: CTranslate2 already uses every thread we gave it.
+        self._lock = threading.Lock()
+
+    async def _transcribe_impl(self, audios: list[np.ndarray]) -> list[str]:
+        return await asyncio.to_thread(self._run, audios)
+
+    def _run(self, audios: list[np.ndarray]) -> list[str]:
+        from faster_whisper.audio import pad_or_trim
+
+        extractor = self._model.feature_extractor
+        window = extractor.n_samples  # 30 s
+        feats = [pad_or_trim(extractor(a[:window])[..., :-1]) for a in audios]
+        with self._lock:
+            encoded = self._model.encode(np.stack(feats))
+            results = self._model.model.generate(
+                encoded,
+                [list(self._prompt) for _ in audios],
+                beam_size=self._beam_size,
+                max_length=self._model.max_length,
+                suppress_blank=True,
+                suppress_tokens=self._suppress,
+            )
+        return [self._tokenizer.decode(r.sequences_ids[0]) for r in results]
