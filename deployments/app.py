@@ -1,7 +1,8 @@
 """The application graph. `serve run serve_config.yaml` calls `build_app` with typed args."""
 
+from typing import cast
 
-from ray.serve import Application
+from ray.serve import Application, Deployment
 
 from deployments.ingress import Ingress
 from deployments.llm import LLMOrchestrator
@@ -10,10 +11,14 @@ from deployments.tts import TextToSpeech
 from pipeline.config import AppArgs
 
 
+def _deployment(cls: object) -> Deployment:
+    return cast(Deployment, cls)  # @serve.deployment's type hints keep the class type
+
+
 def build_app(args: AppArgs) -> Application:
-    return Ingress.bind(
-        SpeechToText.bind(args.stt),
-        LLMOrchestrator.bind(args.llm),
-        TextToSpeech.bind(args.tts),
+    return _deployment(Ingress).bind(
+        _deployment(SpeechToText).bind(args.stt),
+        _deployment(LLMOrchestrator).bind(args.llm),
+        _deployment(TextToSpeech).bind(args.tts),
         args.limits,
     )

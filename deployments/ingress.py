@@ -1,6 +1,5 @@
 """HTTP ingress: parses requests, calls the stage deployments through handles, shapes replies."""
 
-
 import asyncio
 import base64
 import functools
@@ -13,13 +12,18 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from ray import serve
-from ray.serve.handle import DeploymentHandle
+from ray.serve.handle import (
+    DeploymentHandle,
+    DeploymentResponse,
+    DeploymentResponseGenerator,
+)
 
 from pipeline import audio, openai_api
 from pipeline.config import LimitsArgs, Settings
 from pipeline.errors import BadInputError, JarvisError, NotReadyError
-from pipeline.http import audio_from_request, check_bearer, check_session_id, read_body
+from pipeline.http import audio_from_request, check_bearer, check_session_id
 from pipeline.openai_api import ChatCompletionRequest, SpeechRequest
+from pipeline.streams import first_item, prepend
 from pipeline.turn import run_turn
 
 log = logging.getLogger("jarvis.ingress")
@@ -57,6 +61,13 @@ async def _jarvis_error(_: Request, exc: JarvisError) -> JSONResponse:
     return _error(exc)
 
 
+def _streamed(
+    response: DeploymentResponse | DeploymentResponseGenerator,
+) -> DeploymentResponseGenerator:
+    assert isinstance(response, DeploymentResponseGenerator), "call with options(stream=True)"
+    return response
+
+
 class _Handles:
     """The pipeline's TurnBackend over Serve handles (one hop per stage call)."""
 
@@ -67,7 +78,9 @@ class _Handles:
         return await self._stt.transcribe.remote(samples)
 
     async def respond(self, session_id: str, text: str) -> AsyncIterator[str]:
-        async for delta in self._llm.options(stream=True).respond.remote(session_id, text):
+        async for delta in _streamed(
+            self._llm.options(stream=True).respond.remote(session_id, text)
+        ):
             yield delta
 
     async def synthesize(self, text: str) -> bytes:
@@ -152,16 +165,18 @@ class Ingress:
         messages = [m.to_message() for m in body.messages]
         if sum(len(m.content) for m in messages) > 8 * self._limits.max_text_chars:
             raise BadInputError("the messages are too long")
-        deltas = self._llm.options(stream=True).chat.remote(
-            messages, body.token_limit(), body.temperature
+        deltas = _streamed(
+            self._llm.options(stream=True).chat.remote(
+                messages, body.token_limit(), body.temperature
+            )
         )
         cid = openai_api.completion_id()
         if not body.stream:
             text = "".join([d async for d in deltas])
             return openai_api.chat_completion(cid, body.model, text)
-        first = await _first(deltas)  # errors before the first token are still a 4xx/5xx
+        first = await first_item(deltas)  # errors before the first token are still a 4xx/5xx
         return StreamingResponse(
-            _sse(cid, body.model, first, deltas), media_type="text/event-stream"
+            openai_api.sse_stream(cid, body.model, first, deltas), media_type="text/event-stream"
         )
 
     @app.post("/v1/audio/speech", response_model=None)
@@ -171,34 +186,7 @@ class Ingress:
                 f"input is {len(body.input)} characters; the limit is {self._limits.max_text_chars}"
             )
         rate = await self._sample_rate()
-        chunks = self._tts.options(stream=True).stream.remote(body.input)
+        chunks = _streamed(self._tts.options(stream=True).stream.remote(body.input))
         head = audio.wav_header(rate, None) if body.response_format == "wav" else b""
         media = "audio/wav" if body.response_format == "wav" else f"audio/pcm;rate={rate}"
-        return StreamingResponse(_prepend(head, chunks), media_type=media)
-
-
-async def _first(deltas: Any) -> str | None:
-    try:
-        return await deltas.__anext__()
-    except StopAsyncIteration:
-        return None
-
-
-async def _sse(cid: str, model: str, first: str | None, rest: Any) -> AsyncIterator[str]:
-    yield openai_api.chat_chunk(cid, model, {"role": "assistant", "content": first or ""})
-    try:
-        if first is not None:
-            async for delta in rest:
-                yield openai_api.chat_chunk(cid, model, {"content": delta})
-    except JarvisError as e:
-        yield openai_api.sse_error(getattr(e, "message", "generation failed"))
-        return
-    yield openai_api.chat_chunk(cid, model, {}, finish="stop")
-    yield openai_api.SSE_DONE
-
-
-async def _prepend(head: bytes, chunks: Any) -> AsyncIterator[bytes]:
-    if head:
-        yield head
-    async for chunk in chunks:
-        yield chunk
+        return StreamingResponse(prepend(head, chunks), media_type=media)

@@ -17,8 +17,9 @@ class SpeechToText:
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         cfg = BatchConfig(**user_config)
-        self._batched.set_max_batch_size(cfg.max_batch_size)
-        self._batched.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
+        batched: Any = self._batched  # the @serve.batch wrapper carries the setters
+        batched.set_max_batch_size(cfg.max_batch_size)
+        batched.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
 
     async def transcribe(self, audio: np.ndarray) -> str:
         return await self._batched(audio)

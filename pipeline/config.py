@@ -7,7 +7,7 @@ per-machine knobs never live in the YAML.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
@@ -21,7 +21,7 @@ DEFAULT_SYSTEM_PROMPT = (
 )
 
 
-class SttModel(str, Enum):
+class SttModel(StrEnum):
     TINY_EN = "tiny.en"
     BASE = "base"
 
@@ -46,7 +46,9 @@ class LlmArgs(BaseModel):
 
 class TtsArgs(BaseModel):
     intra_op_threads: int = Field(default=1, ge=1, le=64)
-    length_scale: float | None = Field(default=None, gt=0, description="speech speed; None = voice default")
+    length_scale: float | None = Field(
+        default=None, gt=0, description="speech speed; None = voice default"
+    )
     timeout_s: float = Field(default=30.0, gt=0)
 
 
@@ -99,4 +101,6 @@ class Settings(BaseSettings):
     def api_key_set(self) -> frozenset[str]:
         if self.api_keys is None:
             return frozenset()
-        return frozenset(k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip())
+        return frozenset(
+            k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()
+        )

@@ -22,7 +22,10 @@ def build_stt(args: SttArgs, cache_dir: Path) -> WhisperSTT:
 
 def build_chat(args: LlmArgs, cache_dir: Path) -> LlamaChat:
     model = LlamaChat(
-        models.llm_gguf(cache_dir), n_threads=args.n_threads, n_ctx=args.n_ctx, timeout_s=args.timeout_s
+        models.llm_gguf(cache_dir),
+        n_threads=args.n_threads,
+        n_ctx=args.n_ctx,
+        timeout_s=args.timeout_s,
     )
     model.warm(args.system_prompt)
     return model

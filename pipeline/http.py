@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -34,7 +34,7 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 async def parse_multipart(request: Request, body: bytes) -> FormData:
-    async def stream() -> AsyncIterator[bytes]:
+    async def stream() -> AsyncGenerator[bytes, None]:
         yield body
 
     parser = MultiPartParser(
@@ -60,7 +60,9 @@ async def audio_from_request(request: Request, limit: int) -> tuple[bytes, FormD
 
 def check_session_id(value: str) -> str:
     if not _SESSION_ID.match(value):
-        raise BadInputError("session_id must be 1-128 characters of letters, digits, '_', '-', '.', ':'")
+        raise BadInputError(
+            "session_id must be 1-128 characters of letters, digits, '_', '-', '.', ':'"
+        )
     return value
 
 

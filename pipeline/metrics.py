@@ -42,4 +42,8 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def summarize(values: Sequence[float]) -> dict[str, float]:
-    return {"p50": percentile(values, 50), "p90": percentile(values, 90), "p99": percentile(values, 99)}
+    return {
+        "p50": percentile(values, 50),
+        "p90": percentile(values, 90),
+        "p99": percentile(values, 99),
+    }

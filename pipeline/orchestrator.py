@@ -16,7 +16,9 @@ from pipeline.text import clean_for_speech
 
 
 class Orchestrator:
-    def __init__(self, model: ChatModel, args: LlmArgs, history: InMemoryHistory | None = None) -> None:
+    def __init__(
+        self, model: ChatModel, args: LlmArgs, history: InMemoryHistory | None = None
+    ) -> None:
         self._model = model
         self._args = args
         self._history = history or InMemoryHistory(max_sessions=args.max_sessions)
@@ -29,8 +31,16 @@ class Orchestrator:
         """Stream the assistant's reply to `text` within session `session_id`."""
         if not text.strip():
             raise BadInputError("there is no text to answer")
-        past = self._history.get(session_id)[-2 * self._args.history_turns :] if self._args.history_turns else []
-        messages = [ChatMessage("system", self._args.system_prompt), *past, ChatMessage("user", text)]
+        past = (
+            self._history.get(session_id)[-2 * self._args.history_turns :]
+            if self._args.history_turns
+            else []
+        )
+        messages = [
+            ChatMessage("system", self._args.system_prompt),
+            *past,
+            ChatMessage("user", text),
+        ]
         said: list[str] = []
         try:
             async for delta in self._model.stream(
@@ -40,7 +50,9 @@ class Orchestrator:
                 yield delta
         finally:
             reply = clean_for_speech("".join(said))
-            self._history.append(session_id, ChatMessage("user", text), ChatMessage("assistant", reply))
+            self._history.append(
+                session_id, ChatMessage("user", text), ChatMessage("assistant", reply)
+            )
 
     async def chat(
         self, messages: Sequence[ChatMessage], *, max_tokens: int | None, temperature: float | None

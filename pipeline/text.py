@@ -29,7 +29,9 @@ class ClauseChunker:
     `min_chars`, or anywhere past `max_chars` at a space.
     """
 
-    def __init__(self, *, min_first_chars: int = 12, min_chars: int = 40, max_chars: int = 200) -> None:
+    def __init__(
+        self, *, min_first_chars: int = 12, min_chars: int = 40, max_chars: int = 200
+    ) -> None:
         self._buf = ""
         self._emitted = 0
         self._min_first = min_first_chars

@@ -51,7 +51,9 @@ class SpeechToText(ABC):
         except (JarvisError, asyncio.CancelledError):
             raise
         except TimeoutError as e:
-            raise ProviderError("transcription timed out", provider=self.name, retryable=True) from e
+            raise ProviderError(
+                "transcription timed out", provider=self.name, retryable=True
+            ) from e
         except Exception as e:  # provider boundary: translate, never swallow
             raise ProviderError(f"transcription failed: {e}", provider=self.name) from e
         return [t.strip() for t in texts]

@@ -100,9 +100,10 @@ class LlamaChat(ChatModel):
                 f"the conversation is {n_prompt} tokens; with {max_tokens} reply tokens it "
                 f"exceeds the model's context of {self._n_ctx}"
             )
-        for chunk in self._llm.create_completion(
+        chunks: Any = self._llm.create_completion(
             prompt, max_tokens=max_tokens, temperature=temperature, stream=True, stop=STOP
-        ):
+        )
+        for chunk in chunks:
             if stop.is_set():
                 break
             emit(chunk["choices"][0]["text"])

@@ -28,7 +28,11 @@ class WhisperSTT(SpeechToText):
         from faster_whisper.transcribe import get_suppressed_tokens
 
         self._model = WhisperModel(
-            str(model_dir), device="cpu", compute_type="int8", cpu_threads=cpu_threads, num_workers=1
+            str(model_dir),
+            device="cpu",
+            compute_type="int8",
+            cpu_threads=cpu_threads,
+            num_workers=1,
         )
         self._tokenizer = Tokenizer(
             self._model.hf_tokenizer,

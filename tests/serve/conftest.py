@@ -1,0 +1,133 @@
+"""One real local Ray cluster for the whole serve test session, with serve_config.yaml deployed.
+
+`ray start --head --block` owns the cluster (ended by PID at teardown); the app is
+deployed with `serve deploy` from serve_config.yaml, only the ports changed to free ones.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = ROOT / ".venv" / "bin"
+RAY_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_worker_niceness": "0",
+    "HF_HUB_OFFLINE": "1",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServeApp:
+    url: str
+    dashboard: str
+    config: dict[str, Any]
+    workdir: Path
+
+    def deploy(self, config: dict[str, Any]) -> None:
+        path = self.workdir / f"serve_config_{time.monotonic_ns()}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        subprocess.run(
+            [str(BIN / "serve"), "deploy", str(path), "--address", self.dashboard],
+            check=True,
+            cwd=ROOT,
+            env={**os.environ, **RAY_ENV},
+            capture_output=True,
+        )
+
+    def wait_until(self, check: Any, timeout: float = 240.0) -> None:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            try:
+                last = check()
+                if last is True:
+                    return
+            except httpx.HTTPError as e:
+                last = e
+            time.sleep(1.0)
+        raise TimeoutError(f"app did not reach the expected state: {last!r}")
+
+    def ready(self) -> bool:
+        return httpx.get(f"{self.url}/readyz", timeout=10).status_code == 200
+
+
+@pytest.fixture(scope="session")
+def serve_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeApp]:
+    workdir = tmp_path_factory.mktemp("serve")
+    gcs, dash, http = free_port(), free_port(), free_port()
+    head = subprocess.Popen(
+        [
+            str(BIN / "ray"),
+            "start",
+            "--head",
+            "--block",
+            f"--port={gcs}",
+            "--node-ip-address=127.0.0.1",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={dash}",
+            "--num-cpus=2",
+            "--disable-usage-stats",
+        ],
+        cwd=ROOT,
+        env={**os.environ, **RAY_ENV},
+        stdout=open(workdir / "ray.log", "wb"),  # noqa: SIM115 - lives as long as the cluster
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    config["http_options"]["port"] = http
+    app = ServeApp(f"http://127.0.0.1:{http}", f"http://127.0.0.1:{dash}", config, workdir)
+    try:
+        app.wait_until(
+            lambda: httpx.get(f"{app.dashboard}/api/version", timeout=5).status_code == 200, 120
+        )
+        app.deploy(config)
+        app.wait_until(app.ready)
+        yield app
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops its cluster on TERM
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def with_api_keys(serve_app: ServeApp) -> Iterator[str]:
+    """Redeploy the ingress with JARVIS_API_KEYS set; restore the open config afterwards."""
+    key = "test-key-7f3a"
+    secured = copy.deepcopy(serve_app.config)
+    (application,) = secured["applications"]
+    ingress = next(d for d in application["deployments"] if d["name"] == "Ingress")
+    ingress["ray_actor_options"]["runtime_env"] = {"env_vars": {"JARVIS_API_KEYS": key}}
+    probe = f"{serve_app.url}/v1/chat/completions"
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
+    serve_app.deploy(secured)
+    serve_app.wait_until(lambda: httpx.post(probe, json=body, timeout=30).status_code == 401)
+    try:
+        yield key
+    finally:
+        serve_app.deploy(serve_app.config)
+        serve_app.wait_until(lambda: httpx.post(probe, json=body, timeout=30).status_code == 200)

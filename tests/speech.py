@@ -1,0 +1,59 @@
+"""Real synthesized speech for tests: the embedded Piper voice speaks known sentences."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import io
+import re
+
+import jiwer
+import numpy as np
+import soundfile as sf
+
+from pipeline import audio, models
+from pipeline.providers.piper import PiperTTS
+
+QUESTIONS = [
+    "How many pallets of bottled water are in the north warehouse?",
+    "Which dock doors are open right now?",
+    "When will the truck from Denver arrive?",
+    "Please tell me the status of the morning delivery.",
+    "How many trailers are parked at the south yard?",
+    "What time does the night shift start?",
+    "Are there any delayed shipments this afternoon?",
+]
+
+
+@functools.cache
+def voice() -> PiperTTS:
+    return PiperTTS(*models.piper_voice())
+
+
+@functools.cache
+def speech_pcm(text: str) -> bytes:
+    # Its own thread and loop: callers may already be inside a running event loop.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, voice().synthesize(text)).result()
+
+
+def speech_wav(
+    text: str, *, rate: int | None = None, stereo: bool = False, subtype: str = "PCM_16"
+) -> bytes:
+    """`text` spoken by Piper, as a WAV at `rate` (default: the voice's 22.05 kHz)."""
+    samples = audio.pcm16_to_float(speech_pcm(text))
+    out_rate = rate or voice().sample_rate
+    samples = audio.resample(samples, voice().sample_rate, out_rate)
+    data = np.stack([samples, samples], axis=1) if stereo else samples
+    buf = io.BytesIO()
+    sf.write(buf, data, out_rate, format="WAV", subtype=subtype)
+    return buf.getvalue()
+
+
+def normalize(text: str) -> str:
+    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).strip()
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    return float(jiwer.wer(normalize(reference), normalize(hypothesis)))

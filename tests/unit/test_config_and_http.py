@@ -1,0 +1,54 @@
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from pipeline.config import AppArgs, BatchConfig, Settings
+from pipeline.errors import AuthError, BadInputError
+from pipeline.http import check_bearer, check_session_id
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_serve_config_args_validate() -> None:
+    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    (app,) = config["applications"]
+    args = AppArgs.model_validate(app["args"])
+    assert args.limits.max_body_bytes == 10 * 1024 * 1024
+    assert args.limits.max_audio_seconds == 30
+    for dep in app["deployments"]:
+        if "user_config" in dep:
+            BatchConfig.model_validate(dep["user_config"])
+
+
+def test_unknown_args_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        AppArgs.model_validate({"stt": {"model": "large-v3"}})
+    with pytest.raises(ValidationError):
+        AppArgs.model_validate({"sst": {}})
+
+
+def test_api_keys_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("JARVIS_API_KEYS", "k1, k2")
+    assert Settings().api_key_set() == {"k1", "k2"}
+    monkeypatch.setenv("JARVIS_API_KEYS", "changeme")
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings()
+    monkeypatch.delenv("JARVIS_API_KEYS")
+    assert Settings().api_key_set() == frozenset()
+
+
+def test_bearer_check() -> None:
+    check_bearer(None, frozenset())  # no keys: open
+    check_bearer("Bearer k1", frozenset({"k1"}))
+    for header in (None, "k1", "Basic k1", "Bearer wrong"):
+        with pytest.raises(AuthError):
+            check_bearer(header, frozenset({"k1"}))
+
+
+def test_session_ids() -> None:
+    assert check_session_id("demo-1:a.b_c") == "demo-1:a.b_c"
+    for bad in ("", "x" * 129, "a b", "../etc"):
+        with pytest.raises(BadInputError):
+            check_session_id(bad)

@@ -1,0 +1,114 @@
+"""The embedded providers on real speech, in-process (no Ray)."""
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import audio
+from pipeline.config import LlmArgs, SttArgs, SttModel, TtsArgs
+from pipeline.errors import BadInputError
+from pipeline.factory import build_chat, build_stt, build_tts
+from pipeline.orchestrator import Orchestrator
+from pipeline.providers.base import ChatMessage
+from pipeline.providers.llama import LlamaChat
+from pipeline.turn import run_turn
+from tests.speech import QUESTIONS, speech_wav, wer
+
+CACHE = Path.home() / ".cache" / "jarvis-serve"
+
+
+@pytest.fixture(scope="module")
+def stt():  # type: ignore[no-untyped-def]
+    return build_stt(SttArgs(), CACHE)
+
+
+@pytest.fixture(scope="module")
+def chat() -> LlamaChat:
+    return build_chat(LlmArgs(), CACHE)
+
+
+def _speech(text: str) -> np.ndarray:
+    return audio.decode_audio(speech_wav(text), max_seconds=30)
+
+
+async def test_whisper_batch_transcribes_synthesized_speech(stt) -> None:  # type: ignore[no-untyped-def]
+    texts = await stt.transcribe_batch([_speech(q) for q in QUESTIONS[:3]])
+    for ref, hyp in zip(QUESTIONS[:3], texts, strict=True):
+        assert wer(ref, hyp) <= 0.15, (ref, hyp)
+
+
+async def test_whisper_base_is_selectable() -> None:
+    base = build_stt(SttArgs(model=SttModel.BASE), CACHE)
+    text = await base.transcribe(_speech(QUESTIONS[1]))
+    assert wer(QUESTIONS[1], text) <= 0.15
+
+
+async def test_piper_speaks_pcm16() -> None:
+    tts = build_tts(TtsArgs())
+    pcm_a, pcm_b = await tts.synthesize_batch(["The dock is open.", ""])
+    assert tts.sample_rate == 22_050
+    assert len(pcm_a) > 0.5 * tts.sample_rate * 2 and pcm_b == b""
+
+
+async def test_llama_streams_a_short_answer(chat: LlamaChat) -> None:
+    messages = [ChatMessage("system", LlmArgs().system_prompt), ChatMessage("user", "Say hello.")]
+    deltas = [d async for d in chat.stream(messages, max_tokens=30, temperature=0.0)]
+    assert len(deltas) > 1 and "".join(deltas).strip()
+
+
+async def test_context_overflow_is_bad_input(chat: LlamaChat) -> None:
+    long = [ChatMessage("user", "pallet " * 3000)]
+    with pytest.raises(BadInputError, match="context"):
+        _ = [d async for d in chat.stream(long, max_tokens=10, temperature=0.0)]
+
+
+async def test_orchestrator_keeps_history_and_a_cut_reply(chat: LlamaChat) -> None:
+    orch = Orchestrator(chat, LlmArgs(max_tokens=60))
+    reply = "".join([d async for d in orch.respond("s1", "My name is Dana. Say hi to me.")])
+    assert [m.role for m in orch.history("s1")] == ["user", "assistant"]
+    assert orch.history("s1")[1].content == reply.strip()
+
+    two = asyncio.Event()
+
+    async def consume() -> None:
+        got = 0
+        async for _ in orch.respond("s1", "Tell me a long story about a forklift."):
+            got += 1
+            if got == 2:
+                two.set()
+
+    task = asyncio.create_task(consume())
+    await two.wait()
+    task.cancel()  # what Serve does when the client goes away or barges in
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    hist = orch.history("s1")
+    assert len(hist) == 4 and len(hist[3].content) < 40  # only what was said before the cut
+
+
+class _InProcess:
+    """TurnBackend over in-process providers (what bench/ uses as the no-Ray baseline)."""
+
+    def __init__(self, stt, orch, tts) -> None:  # type: ignore[no-untyped-def]
+        self.stt, self.orch, self.tts = stt, orch, tts
+
+    async def transcribe(self, samples: np.ndarray) -> str:
+        return await self.stt.transcribe(samples)
+
+    def respond(self, session_id: str, text: str):  # type: ignore[no-untyped-def]
+        return self.orch.respond(session_id, text)
+
+    async def synthesize(self, text: str) -> bytes:
+        return await self.tts.synthesize(text)
+
+
+async def test_whole_turn_in_process(stt, chat: LlamaChat) -> None:  # type: ignore[no-untyped-def]
+    backend = _InProcess(stt, Orchestrator(chat, LlmArgs()), build_tts(TtsArgs()))
+    result = await run_turn(backend, _speech(QUESTIONS[0]), "t1")
+    assert wer(QUESTIONS[0], result.transcript) <= 0.15
+    assert result.reply and len(result.pcm) > 22_050  # at least half a second of speech
+    t = result.timings
+    assert t.stt_ms is not None and t.llm_first_token_ms is not None
+    assert t.stt_ms <= t.llm_first_token_ms <= (t.llm_total_ms or 0) <= (t.total_ms or 0)
