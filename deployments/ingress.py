@@ -125,6 +125,10 @@ class Ingress:
             models.update(part)
         return {"status": "ready", "models": models}
 
+    @app.get("/v1/models")
+    async def list_models(self) -> dict[str, Any]:
+        return openai_api.model_list()
+
     @app.post("/v1/turn")
     async def turn(self, request: Request, session_id: str | None = None) -> dict[str, Any]:
         data, form = await audio_from_request(request, self._limits.max_body_bytes)

@@ -73,7 +73,7 @@ def cmd_models(_: argparse.Namespace) -> int:
     paths = {
         "stt tiny.en": models.whisper_dir(SttModel.TINY_EN, cache) / "model.bin",
         "stt base": models.whisper_dir(SttModel.BASE, cache) / "model.bin",
-        "llm qwen2.5 0.5b q4_k_m": models.llm_gguf(cache),
+        "llm qwen2.5-coder 0.5b q4": models.llm_gguf(cache),
         "tts piper joe medium": models.piper_voice()[0],
         "vad silero": models.silero_vad_onnx(),
     }

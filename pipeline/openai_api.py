@@ -46,6 +46,19 @@ class SpeechRequest(BaseModel):
     speed: float | None = Field(default=None, ge=0.25, le=4.0)
 
 
+MODEL_IDS = ("jarvis", "whisper-1", "tts-1")
+
+
+def model_list() -> dict[str, Any]:
+    """`GET /v1/models`: every model name is served by the graph's one model per stage."""
+    return {
+        "object": "list",
+        "data": [
+            {"id": m, "object": "model", "created": 0, "owned_by": "jarvis"} for m in MODEL_IDS
+        ],
+    }
+
+
 def completion_id() -> str:
     return "chatcmpl-" + uuid.uuid4().hex[:24]
 

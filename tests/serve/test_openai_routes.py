@@ -87,3 +87,7 @@ def test_spoken_reply_is_understood_back(client: openai.OpenAI) -> None:
     )
     result = client.audio.transcriptions.create(model="whisper-1", file=("s.wav", buf.getvalue()))
     assert wer(sentence, result.text) <= 0.15
+
+
+def test_models_list(client: openai.OpenAI) -> None:
+    assert {m.id for m in client.models.list()} >= {"jarvis", "whisper-1", "tts-1"}

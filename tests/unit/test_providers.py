@@ -1,13 +1,12 @@
 """The embedded providers on real speech, in-process (no Ray)."""
 
 import asyncio
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from pipeline import audio
-from pipeline.config import LlmArgs, SttArgs, SttModel, TtsArgs
+from pipeline.config import LlmArgs, Settings, SttArgs, SttModel, TtsArgs
 from pipeline.errors import BadInputError
 from pipeline.factory import build_chat, build_stt, build_tts
 from pipeline.orchestrator import Orchestrator
@@ -16,7 +15,7 @@ from pipeline.providers.llama import LlamaChat
 from pipeline.turn import run_turn
 from tests.speech import QUESTIONS, speech_wav, wer
 
-CACHE = Path.home() / ".cache" / "jarvis-serve"
+CACHE = Settings().cache_dir
 
 
 @pytest.fixture(scope="module")

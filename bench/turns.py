@@ -1,0 +1,241 @@
+"""Turn latency: the Ray Serve graph over HTTP vs the same providers in one plain process.
+
+    scripts/bench.sh [--turns 12] [--concurrency 1 2 4] [--url http://127.0.0.1:8000]
+
+Speech is real: the embedded Piper voice speaks a set of operations questions.
+The in-process baseline runs first (same `run_turn`, same providers, no Ray), then
+the app is started with `serve run serve_config.yaml` (unless --url points at a
+running one) and the same turns go through POST /v1/turn. Results are printed and
+written to bench/results/ as JSON and markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from pipeline import audio
+from pipeline.config import AppArgs, Settings
+from pipeline.factory import build_chat, build_stt, build_tts
+from pipeline.metrics import summarize
+from pipeline.orchestrator import Orchestrator
+from pipeline.turn import run_turn
+
+ROOT = Path(__file__).resolve().parents[1]
+SENTENCES = [
+    "How many pallets of bottled water are in the north warehouse?",
+    "Which dock doors are open right now?",
+    "When will the truck from Denver arrive?",
+    "Please tell me the status of the morning delivery.",
+    "How many trailers are parked at the south yard?",
+    "What time does the night shift start?",
+    "Are there any delayed shipments this afternoon?",
+    "Is the cold storage room at the right temperature?",
+    "Who should I call about a broken pallet jack?",
+    "Can you remind me where the spare batteries are kept?",
+    "What should I do if a driver arrives early?",
+    "How long does it take to unload a full trailer?",
+]
+STAGES = ["stt_ms", "llm_first_token_ms", "tts_first_audio_ms", "llm_total_ms", "total_ms"]
+Sample = dict[str, float]
+
+
+def make_speech() -> list[bytes]:
+    tts = build_tts(AppArgs().tts)
+    pcms = asyncio.run(tts.synthesize_batch(SENTENCES))
+    return [audio.encode_wav(p, tts.sample_rate) for p in pcms]
+
+
+TurnFn = Callable[[int, bytes, str], Coroutine[Any, Any, Sample]]
+
+
+async def level(name: str, one_turn: TurnFn, wavs: list[bytes], turns: int, c: int) -> list[Sample]:
+    """`turns` turns spread over `c` concurrent speakers, each with its own session."""
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(turns):
+        queue.put_nowait(i)
+    samples: list[Sample] = []
+
+    async def speaker(s: int) -> None:
+        while not queue.empty():
+            i = queue.get_nowait()
+            samples.append(await one_turn(i, wavs[i % len(wavs)], f"{name}-c{c}-s{s}"))
+
+    await asyncio.gather(*(speaker(s) for s in range(c)))
+    return samples
+
+
+async def sweep(
+    name: str, one_turn: TurnFn, wavs: list[bytes], turns: int, levels: list[int]
+) -> dict[int, list[Sample]]:
+    await one_turn(0, wavs[0], f"{name}-warmup")  # first call loads lazily built state
+    results: dict[int, list[Sample]] = {}
+    for c in levels:
+        results[c] = await level(name, one_turn, wavs, turns, c)
+        print(f"  {name} c={c}: {len(results[c])} turns", flush=True)
+    return results
+
+
+class InProcess:
+    def __init__(self) -> None:
+        args, cache = AppArgs(), Settings().cache_dir
+        self.stt = build_stt(args.stt, cache)
+        self.orch = Orchestrator(build_chat(args.llm, cache), args.llm)
+        self.tts = build_tts(args.tts)
+        self.limits = args.limits
+
+    async def transcribe(self, samples: np.ndarray) -> str:
+        return await self.stt.transcribe(samples)
+
+    def respond(self, session_id: str, text: str) -> AsyncIterator[str]:
+        return self.orch.respond(session_id, text)
+
+    async def synthesize(self, text: str) -> bytes:
+        return await self.tts.synthesize(text)
+
+    async def turn(self, _: int, wav: bytes, session: str) -> Sample:
+        start = time.perf_counter()
+        samples = audio.decode_audio(wav, max_seconds=self.limits.max_audio_seconds)
+        result = await run_turn(self, samples, session)
+        out = {k: v for k, v in result.timings.as_dict().items() if v is not None}
+        out["client_ms"] = (time.perf_counter() - start) * 1000
+        return out
+
+
+def start_app() -> subprocess.Popen[bytes]:
+    """`serve run serve_config.yaml` in the environment of scripts/env.sh (bench.sh sources it)."""
+    return subprocess.Popen(
+        [str(ROOT / ".venv/bin/serve"), "run", str(ROOT / "serve_config.yaml")],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def wait_ready(url: str, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"{url} did not become ready")
+
+
+async def http_sweep(
+    url: str, wavs: list[bytes], turns: int, levels: list[int]
+) -> dict[int, list[Sample]]:
+    async with httpx.AsyncClient(base_url=url, timeout=300) as client:
+
+        async def turn(_: int, wav: bytes, session: str) -> Sample:
+            start = time.perf_counter()
+            r = await client.post(
+                "/v1/turn",
+                content=wav,
+                params={"session_id": session},
+                headers={"Content-Type": "audio/wav"},
+            )
+            r.raise_for_status()
+            out = {k: v for k, v in r.json()["timings"].items() if v is not None}
+            out["client_ms"] = (time.perf_counter() - start) * 1000
+            return out
+
+        return await sweep("ray", turn, wavs, turns, levels)
+
+
+def table(results: dict[str, dict[int, list[Sample]]]) -> str:
+    lines = [
+        "| mode | conc | turns | stage | P50 ms | P90 ms | P99 ms |",
+        "|---|---:|---:|---|---:|---:|---:|",
+    ]
+    for mode, by_c in results.items():
+        for c, samples in by_c.items():
+            for stage in [*STAGES, "client_ms"]:
+                s = summarize([x[stage] for x in samples if stage in x])
+                lines.append(
+                    f"| {mode} | {c} | {len(samples)} | {stage} | "
+                    f"{s['p50']:.0f} | {s['p90']:.0f} | {s['p99']:.0f} |"
+                )
+    return "\n".join(lines)
+
+
+def overhead(results: dict[str, dict[int, list[Sample]]]) -> str:
+    lines = [
+        "| conc | stage | in-process P50 | Ray P50 | Ray - in-process ms | ratio |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for c in results["ray"]:
+        for stage in ["stt_ms", "tts_first_audio_ms", "client_ms"]:
+            base = summarize([x[stage] for x in results["in-process"][c]])["p50"]
+            ray = summarize([x[stage] for x in results["ray"][c]])["p50"]
+            lines.append(
+                f"| {c} | {stage} | {base:.0f} | {ray:.0f} | {ray - base:+.0f} | {ray / base:.2f} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=12, help="turns per concurrency level")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--url", default=None, help="a running app; default: start one")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = parser.parse_args()
+
+    wavs = make_speech()
+    results: dict[str, dict[int, list[Sample]]] = {}
+    print("in-process (no Ray) ...", flush=True)
+    local = InProcess()
+    results["in-process"] = asyncio.run(
+        sweep("local", local.turn, wavs, args.turns, args.concurrency)
+    )
+    del local
+    gc.collect()
+
+    app = None
+    url = args.url or "http://127.0.0.1:8000"
+    if args.url is None:
+        print("starting serve run serve_config.yaml ...", flush=True)
+        app = start_app()
+    try:
+        wait_ready(url)
+        print("ray serve over HTTP ...", flush=True)
+        results["ray"] = asyncio.run(http_sweep(url, wavs, args.turns, args.concurrency))
+    finally:
+        if app is not None:
+            os.killpg(app.pid, signal.SIGTERM)
+            app.wait(timeout=60)
+
+    md = (
+        f"## Turn latency ({args.turns} turns per level, embedded models, "
+        f"{os.cpu_count()} cores)\n\n"
+        "All times in ms from the start of the turn (request received); `client_ms` is the\n"
+        "client's wall time for the whole request.\n\n"
+        f"{table(results)}\n\n### Ray overhead (P50)\n\n{overhead(results)}\n"
+    )
+    print(md)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (out / f"turns-{stamp}.md").write_text(md)
+    (out / f"turns-{stamp}.json").write_text(json.dumps(results, indent=1))
+    print(f"wrote {out}/turns-{stamp}.md and .json")
+
+
+if __name__ == "__main__":
+    main()
