@@ -117,7 +117,13 @@ class InProcess:
 def start_app() -> subprocess.Popen[bytes]:
     """`serve run serve_config.yaml` in the environment of scripts/env.sh (bench.sh sources it)."""
     return subprocess.Popen(
-        [str(ROOT / ".venv/bin/serve"), "run", str(ROOT / "serve_config.yaml")],
+        [
+            str(ROOT / ".venv/bin/serve"),
+            "run",
+            "--address",
+            "local",
+            str(ROOT / "serve_config.yaml"),
+        ],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

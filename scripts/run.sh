@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 source scripts/env.sh
-exec .venv/bin/serve run serve_config.yaml
+# --address local: always a fresh local cluster, never a stale one from an earlier `ray start`.
+exec .venv/bin/serve run --address local serve_config.yaml
