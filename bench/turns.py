@@ -19,18 +19,17 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 
 from pipeline import audio
 from pipeline.config import AppArgs, Settings
-from pipeline.factory import build_chat, build_stt, build_tts
+from pipeline.factory import build_tts
+from pipeline.local import LocalBackend
 from pipeline.metrics import summarize
-from pipeline.orchestrator import Orchestrator
 from pipeline.turn import run_turn
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,25 +89,14 @@ async def sweep(
 
 class InProcess:
     def __init__(self) -> None:
-        args, cache = AppArgs(), Settings().cache_dir
-        self.stt = build_stt(args.stt, cache)
-        self.orch = Orchestrator(build_chat(args.llm, cache), args.llm)
-        self.tts = build_tts(args.tts)
+        args = AppArgs()
+        self.backend = LocalBackend.build(args, Settings().cache_dir)
         self.limits = args.limits
-
-    async def transcribe(self, samples: np.ndarray) -> str:
-        return await self.stt.transcribe(samples)
-
-    def respond(self, session_id: str, text: str) -> AsyncIterator[str]:
-        return self.orch.respond(session_id, text)
-
-    async def synthesize(self, text: str) -> bytes:
-        return await self.tts.synthesize(text)
 
     async def turn(self, _: int, wav: bytes, session: str) -> Sample:
         start = time.perf_counter()
         samples = audio.decode_audio(wav, max_seconds=self.limits.max_audio_seconds)
-        result = await run_turn(self, samples, session)
+        result = await run_turn(self.backend, samples, session)
         out = {k: v for k, v in result.timings.as_dict().items() if v is not None}
         out["client_ms"] = (time.perf_counter() - start) * 1000
         return out

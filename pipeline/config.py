@@ -58,6 +58,44 @@ class LimitsArgs(BaseModel):
     max_text_chars: int = Field(default=4096, ge=1)
 
 
+class SessionOptions(BaseModel):
+    """Per-session settings a client may change with `session.update`."""
+
+    model_config = {"extra": "forbid"}
+
+    vad_silence_ms: int = Field(
+        default=300, ge=100, le=3000, description="silence that ends a turn"
+    )
+    vad_start_ms: int = Field(default=60, ge=20, le=1000, description="speech that starts a turn")
+    vad_onset_ms: int = Field(
+        default=60, ge=20, le=3000, description="pause after which speculation starts"
+    )
+    vad_aggressiveness: int = Field(default=2, ge=0, le=3)
+    min_speech_ms: int = Field(
+        default=200, ge=0, le=5000, description="shorter utterances are noise; also barge-in"
+    )
+    speculative_stt: bool = True
+    partial_transcripts: bool = True
+    partial_interval_ms: int = Field(default=700, ge=200, le=10_000)
+    preemptive_llm: bool = True
+    first_clause_max_chars: int = Field(default=48, ge=8, le=400)
+    barge_in: bool = True
+    voice: str = Field(default="joe", max_length=64)
+    system_prompt: str | None = Field(default=None, max_length=4000)
+
+
+class SessionLimits(BaseModel):
+    """Server-side limits of a WebSocket session (not changeable by clients)."""
+
+    max_frame_bytes: int = Field(default=6400, ge=320, description="200 ms of 16 kHz PCM16")
+    idle_timeout_s: float = Field(default=60.0, gt=0)
+    realtime_burst_s: float = Field(
+        default=2.0, ge=0, description="audio may run this far ahead of real time"
+    )
+    max_utterance_s: float = Field(default=30.0, gt=0)
+    history_turns: int = Field(default=6, ge=0, le=100)
+
+
 class AppArgs(BaseModel):
     """Arguments of `deployments.app:build_app`, as written under `args:` in serve_config.yaml."""
 
@@ -67,6 +105,8 @@ class AppArgs(BaseModel):
     llm: LlmArgs = LlmArgs()
     tts: TtsArgs = TtsArgs()
     limits: LimitsArgs = LimitsArgs()
+    session: SessionOptions = SessionOptions()
+    session_limits: SessionLimits = SessionLimits()
 
 
 class BatchConfig(BaseModel):

@@ -8,8 +8,9 @@ from collections.abc import Iterable, Iterator
 _MARKDOWN = re.compile(r"(\*\*|__|`+|^#+\s*|^\s*[-*•]\s+|^\s*\d+\.\s+)", re.MULTILINE)
 _SPACES = re.compile(r"\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-# Clause boundaries: after these a chunk can go to TTS without sounding cut.
-_CLAUSE_END = (".", "!", "?", ",", ";", ":")
+# After these a chunk can go to TTS without sounding cut.
+_CLAUSE_END = (",", ";", ":", ".", "!", "?")
+_SENTENCE_MARK = (".", "!", "?")
 
 
 def clean_for_speech(text: str) -> str:
@@ -26,15 +27,21 @@ class ClauseChunker:
 
     The first chunk is cut at the first clause boundary once it has `min_first_chars`
     (the first audio matters most); later chunks at a sentence end once they have
-    `min_chars`, or anywhere past `max_chars` at a space.
+    `min_chars`. Past `max_first_chars` (first chunk) or `max_chars` a chunk is cut at a space.
     """
 
     def __init__(
-        self, *, min_first_chars: int = 12, min_chars: int = 40, max_chars: int = 200
+        self,
+        *,
+        min_first_chars: int = 12,
+        max_first_chars: int = 200,
+        min_chars: int = 40,
+        max_chars: int = 200,
     ) -> None:
         self._buf = ""
         self._emitted = 0
         self._min_first = min_first_chars
+        self._max_first = max_first_chars
         self._min = min_chars
         self._max = max_chars
 
@@ -52,16 +59,17 @@ class ClauseChunker:
 
     def _take(self) -> str | None:
         first = self._emitted == 0
-        ends = (",", ";", ":", ".", "!", "?") if first else (".", "!", "?")
+        ends = _CLAUSE_END if first else _SENTENCE_MARK
         minimum = self._min_first if first else self._min
         for i, ch in enumerate(self._buf):
             at_boundary = ch in ends and (i + 1 == len(self._buf) or self._buf[i + 1].isspace())
             # Only cut once the character after the mark is seen (avoids "3.5" or "e.g").
             if at_boundary and i + 1 < len(self._buf) and i + 1 >= minimum:
                 return self._cut(i + 1)
-        if len(self._buf) > self._max:
-            space = self._buf.rfind(" ", 0, self._max)
-            return self._cut(space if space > 0 else self._max)
+        limit = self._max_first if first else self._max
+        if len(self._buf) > limit:
+            space = self._buf.rfind(" ", 0, limit)
+            return self._cut(space if space > 0 else limit)
         return None
 
     def _cut(self, at: int) -> str | None:

@@ -2,13 +2,10 @@
 
 The same code runs over Ray handles (the ingress) and over in-process providers
 (the no-Ray baseline in bench/), so the two are measured like for like.
-Clauses go to TTS as soon as the chunker releases them; TTS calls run
-concurrently and the audio is assembled in order.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -17,6 +14,7 @@ import numpy as np
 
 from pipeline.errors import BadInputError
 from pipeline.metrics import TurnTimings
+from pipeline.speak import spoken_clauses
 from pipeline.text import ClauseChunker, clean_for_speech
 
 FALLBACK_REPLY = "Sorry, I have no answer to that."
@@ -45,35 +43,27 @@ async def run_turn(backend: TurnBackend, audio: np.ndarray, session_id: str) -> 
     if not transcript:
         raise BadInputError("no speech was recognised in the audio")
 
-    chunker = ClauseChunker()
-    spoken: list[asyncio.Task[bytes]] = []
     deltas: list[str] = []
+    pcm: list[bytes] = []
 
-    def first_audio(_: asyncio.Task[bytes]) -> None:
+    async def on_delta(delta: str) -> None:
+        if timings.llm_first_token_ms is None:
+            timings.llm_first_token_ms = timings.mark()
+        deltas.append(delta)
+
+    async def reply_text() -> AsyncIterator[str]:
+        async for delta in backend.respond(session_id, transcript):
+            yield delta
+        timings.llm_total_ms = timings.mark()
+
+    clauses = spoken_clauses(reply_text(), backend.synthesize, ClauseChunker(), on_delta)
+    async for _, audio_chunk in clauses:
         if timings.tts_first_audio_ms is None:
             timings.tts_first_audio_ms = timings.mark()
-
-    async with asyncio.TaskGroup() as tg:
-
-        def speak(clause: str) -> None:
-            task = tg.create_task(backend.synthesize(clause))
-            if not spoken:
-                task.add_done_callback(first_audio)
-            spoken.append(task)
-
-        async for delta in backend.respond(session_id, transcript):
-            if timings.llm_first_token_ms is None:
-                timings.llm_first_token_ms = timings.mark()
-            deltas.append(delta)
-            for clause in chunker.push(delta):
-                speak(clause)
-        timings.llm_total_ms = timings.mark()
-        for clause in chunker.flush():
-            speak(clause)
-        if not spoken:
-            speak(FALLBACK_REPLY)
-
+        pcm.append(audio_chunk)
+    if not pcm:
+        pcm.append(await backend.synthesize(FALLBACK_REPLY))
+        timings.tts_first_audio_ms = timings.mark()
     reply = clean_for_speech("".join(deltas)) or FALLBACK_REPLY
-    pcm = b"".join(task.result() for task in spoken)
     timings.total_ms = timings.mark()
-    return TurnResult(transcript=transcript, reply=reply, pcm=pcm, timings=timings)
+    return TurnResult(transcript=transcript, reply=reply, pcm=b"".join(pcm), timings=timings)

@@ -9,6 +9,7 @@ from pipeline import audio
 from pipeline.config import LlmArgs, Settings, SttArgs, SttModel, TtsArgs
 from pipeline.errors import BadInputError
 from pipeline.factory import build_chat, build_stt, build_tts
+from pipeline.local import LocalBackend
 from pipeline.orchestrator import Orchestrator
 from pipeline.providers.base import ChatMessage
 from pipeline.providers.llama import LlamaChat
@@ -87,24 +88,8 @@ async def test_orchestrator_keeps_history_and_a_cut_reply(chat: LlamaChat) -> No
     assert len(hist) == 4 and len(hist[3].content) < 40  # only what was said before the cut
 
 
-class _InProcess:
-    """TurnBackend over in-process providers (what bench/ uses as the no-Ray baseline)."""
-
-    def __init__(self, stt, orch, tts) -> None:  # type: ignore[no-untyped-def]
-        self.stt, self.orch, self.tts = stt, orch, tts
-
-    async def transcribe(self, samples: np.ndarray) -> str:
-        return await self.stt.transcribe(samples)
-
-    def respond(self, session_id: str, text: str):  # type: ignore[no-untyped-def]
-        return self.orch.respond(session_id, text)
-
-    async def synthesize(self, text: str) -> bytes:
-        return await self.tts.synthesize(text)
-
-
 async def test_whole_turn_in_process(stt, chat: LlamaChat) -> None:  # type: ignore[no-untyped-def]
-    backend = _InProcess(stt, Orchestrator(chat, LlmArgs()), build_tts(TtsArgs()))
+    backend = LocalBackend(stt, Orchestrator(chat, LlmArgs()), build_tts(TtsArgs()))
     result = await run_turn(backend, _speech(QUESTIONS[0]), "t1")
     assert wer(QUESTIONS[0], result.transcript) <= 0.15
     assert result.reply and len(result.pcm) > 22_050  # at least half a second of speech

@@ -25,7 +25,8 @@ def test_stream_is_split_without_losing_words() -> None:
 
 def test_long_run_without_punctuation_is_cut_at_a_space() -> None:
     text = "word " * 100
-    chunks = list(chunk_stream(_tokens(text), max_chars=60))
+    chunks = list(chunk_stream(_tokens(text), max_first_chars=30, max_chars=60))
+    assert len(chunks[0]) <= 30
     assert all(len(c) <= 60 for c in chunks)
     assert " ".join(chunks).split() == text.split()
 

@@ -1,0 +1,40 @@
+"""The graph's stages in one plain process: the no-Ray baseline (bench/) and unit tests.
+
+Implements both `TurnBackend` (HTTP turn) and `SessionBackend` (voice session) over
+in-process providers, exactly as the ingress does over Serve handles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import AppArgs
+from pipeline.factory import build_chat, build_stt, build_tts
+from pipeline.orchestrator import Orchestrator
+from pipeline.providers.base import ChatMessage, SpeechToText, TextToSpeech
+
+
+class LocalBackend:
+    def __init__(self, stt: SpeechToText, orchestrator: Orchestrator, tts: TextToSpeech) -> None:
+        self.stt, self.orchestrator, self.tts = stt, orchestrator, tts
+        self.sample_rate = tts.sample_rate
+
+    @classmethod
+    def build(cls, args: AppArgs, cache_dir: Path) -> LocalBackend:
+        orchestrator = Orchestrator(build_chat(args.llm, cache_dir), args.llm)
+        return cls(build_stt(args.stt, cache_dir), orchestrator, build_tts(args.tts))
+
+    async def transcribe(self, audio: np.ndarray) -> str:
+        return await self.stt.transcribe(audio)
+
+    def respond(self, session_id: str, text: str) -> AsyncIterator[str]:
+        return self.orchestrator.respond(session_id, text)
+
+    def chat(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
+        return self.orchestrator.chat(messages, max_tokens=None, temperature=None)
+
+    async def synthesize(self, text: str) -> bytes:
+        return await self.tts.synthesize(text)

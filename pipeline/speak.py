@@ -1,0 +1,65 @@
+"""Streamed reply text -> spoken clauses, in order, while the LLM is still generating.
+
+Each clause goes to TTS the moment the chunker releases it; syntheses run
+concurrently and are yielded in order. Closing the iterator (or cancelling its
+consumer) cancels the LLM stream and every pending synthesis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from pipeline.text import ClauseChunker
+
+Synthesize = Callable[[str], Awaitable[bytes]]
+OnDelta = Callable[[str], Awaitable[None]]
+
+
+async def _noop(_: str) -> None:
+    return None
+
+
+async def spoken_clauses(
+    deltas: AsyncIterator[str],
+    synthesize: Synthesize,
+    chunker: ClauseChunker,
+    on_delta: OnDelta = _noop,
+    on_clause: Callable[[str], None] | None = None,
+) -> AsyncIterator[tuple[str, bytes]]:
+    pending: asyncio.Queue[asyncio.Task[tuple[str, bytes]] | None] = asyncio.Queue()
+    started: list[asyncio.Task[tuple[str, bytes]]] = []
+
+    async def tts(clause: str) -> tuple[str, bytes]:
+        return clause, await synthesize(clause)
+
+    def speak(clause: str) -> None:
+        if on_clause is not None:
+            on_clause(clause)
+        task = asyncio.create_task(tts(clause))
+        started.append(task)
+        pending.put_nowait(task)
+
+    async def produce() -> None:
+        try:
+            async for delta in deltas:
+                await on_delta(delta)
+                for clause in chunker.push(delta):
+                    speak(clause)
+            for clause in chunker.flush():
+                speak(clause)
+        finally:
+            pending.put_nowait(None)
+
+    producer = asyncio.create_task(produce())
+    try:
+        while (task := await pending.get()) is not None:
+            yield await task
+        await producer  # surfaces an LLM failure after the last clause
+    finally:
+        producer.cancel()
+        for task in started:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await producer
