@@ -20,5 +20,5 @@ def build_app(args: AppArgs) -> Application:
         _deployment(SpeechToText).bind(args.stt),
         _deployment(LLMOrchestrator).bind(args.llm),
         _deployment(TextToSpeech).bind(args.tts),
-        args.limits,
+        args,
     )

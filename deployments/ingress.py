@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from ray import serve
 from ray.serve.handle import (
@@ -19,12 +19,15 @@ from ray.serve.handle import (
 )
 
 from pipeline import audio, openai_api
-from pipeline.config import LimitsArgs, Settings
+from pipeline.config import AppArgs, Settings
 from pipeline.errors import BadInputError, JarvisError, NotReadyError
 from pipeline.http import audio_from_request, check_bearer, check_session_id
 from pipeline.openai_api import ChatCompletionRequest, SpeechRequest
+from pipeline.providers.base import ChatMessage
+from pipeline.session import VoiceSession
 from pipeline.streams import first_item, prepend
 from pipeline.turn import run_turn
+from pipeline.ws import POLICY_VIOLATION, senders, serve_session, ws_key_check
 
 log = logging.getLogger("jarvis.ingress")
 app = FastAPI(title="jarvis-serve", version="0.1.0")
@@ -61,15 +64,22 @@ async def _jarvis_error(_: Request, exc: JarvisError) -> JSONResponse:
     return _error(exc)
 
 
-def _streamed(
-    response: DeploymentResponse | DeploymentResponseGenerator,
-) -> DeploymentResponseGenerator:
+async def _relay(response: DeploymentResponse | DeploymentResponseGenerator) -> AsyncIterator[Any]:
+    """Relay a streamed handle call; when the consumer stops or is cancelled, so does the call.
+
+    Cancelling the task that awaits a streaming response does not reach the replica by
+    itself: `cancel()` does (a no-op once the stream has ended).
+    """
     assert isinstance(response, DeploymentResponseGenerator), "call with options(stream=True)"
-    return response
+    try:
+        async for item in response:
+            yield item
+    finally:
+        response.cancel()
 
 
 class _Handles:
-    """The pipeline's TurnBackend over Serve handles (one hop per stage call)."""
+    """The pipeline's TurnBackend and SessionBackend over Serve handles (a hop per stage call)."""
 
     def __init__(self, stt: DeploymentHandle, llm: DeploymentHandle, tts: DeploymentHandle) -> None:
         self._stt, self._llm, self._tts = stt, llm, tts
@@ -78,9 +88,11 @@ class _Handles:
         return await self._stt.transcribe.remote(samples)
 
     async def respond(self, session_id: str, text: str) -> AsyncIterator[str]:
-        async for delta in _streamed(
-            self._llm.options(stream=True).respond.remote(session_id, text)
-        ):
+        async for delta in _relay(self._llm.options(stream=True).respond.remote(session_id, text)):
+            yield delta
+
+    async def chat(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
+        async for delta in _relay(self._llm.options(stream=True).chat.remote(messages, None, None)):
             yield delta
 
     async def synthesize(self, text: str) -> bytes:
@@ -95,11 +107,12 @@ class Ingress:
         stt: DeploymentHandle,
         llm: DeploymentHandle,
         tts: DeploymentHandle,
-        limits: LimitsArgs,
+        args: AppArgs,
     ) -> None:
         self._stt, self._llm, self._tts = stt, llm, tts
         self._backend = _Handles(stt, llm, tts)
-        self._limits = limits
+        self._args = args
+        self._limits = args.limits
         self._tts_rate: int | None = None
 
     async def _sample_rate(self) -> int:
@@ -124,6 +137,36 @@ class Ingress:
         for part in parts:
             models.update(part)
         return {"status": "ready", "models": models}
+
+    @app.get("/v1/stats")
+    async def stats(self) -> dict[str, Any]:
+        """Work in flight / finished / cancelled per stage (of the replica each call reaches)."""
+        parts = await asyncio.gather(
+            self._stt.stats.remote(), self._llm.stats.remote(), self._tts.stats.remote()
+        )
+        out: dict[str, Any] = {}
+        for part in parts:
+            out.update(part)
+        return out
+
+    @app.websocket("/v1/sessions")
+    async def sessions(self, ws: WebSocket) -> None:
+        await ws.accept()
+        refused = ws_key_check(ws, _api_keys())
+        if refused is not None:
+            await ws.close(code=POLICY_VIOLATION, reason=refused)
+            return
+        send_event, send_audio = senders(ws)
+        session = VoiceSession(
+            self._backend,
+            send_event=send_event,
+            send_audio=send_audio,
+            output_rate=await self._sample_rate(),
+            system_prompt=self._args.llm.system_prompt,
+            options=self._args.session,
+            limits=self._args.session_limits,
+        )
+        await serve_session(ws, session, idle_timeout_s=self._args.session_limits.idle_timeout_s)
 
     @app.get("/v1/models")
     async def list_models(self) -> dict[str, Any]:
@@ -169,7 +212,7 @@ class Ingress:
         messages = [m.to_message() for m in body.messages]
         if sum(len(m.content) for m in messages) > 8 * self._limits.max_text_chars:
             raise BadInputError("the messages are too long")
-        deltas = _streamed(
+        deltas = _relay(
             self._llm.options(stream=True).chat.remote(
                 messages, body.token_limit(), body.temperature
             )
@@ -190,7 +233,7 @@ class Ingress:
                 f"input is {len(body.input)} characters; the limit is {self._limits.max_text_chars}"
             )
         rate = await self._sample_rate()
-        chunks = _streamed(self._tts.options(stream=True).stream.remote(body.input))
+        chunks = _relay(self._tts.options(stream=True).stream.remote(body.input))
         head = audio.wav_header(rate, None) if body.response_format == "wav" else b""
         media = "audio/wav" if body.response_format == "wav" else f"audio/pcm;rate={rate}"
         return StreamingResponse(prepend(head, chunks), media_type=media)

@@ -7,6 +7,7 @@ from ray import serve
 
 from pipeline.config import BatchConfig, Settings, SttArgs
 from pipeline.factory import build_stt
+from pipeline.metrics import WorkCounter
 
 
 @serve.deployment
@@ -14,6 +15,7 @@ class SpeechToText:
     def __init__(self, args: SttArgs) -> None:
         self._args = args
         self._stt = build_stt(args, Settings().cache_dir)
+        self._work = WorkCounter()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         cfg = BatchConfig(**user_config)
@@ -22,7 +24,8 @@ class SpeechToText:
         batched.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
 
     async def transcribe(self, audio: np.ndarray) -> str:
-        return await self._batched(audio)
+        async with self._work.track():
+            return await self._batched(audio)
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.005)
     async def _batched(self, audios: list[np.ndarray]) -> list[str]:
@@ -30,3 +33,6 @@ class SpeechToText:
 
     def ready(self) -> dict[str, str]:
         return {"stt": f"{self._stt.name} {self._args.model.value}"}
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {"stt": self._work.as_dict()}

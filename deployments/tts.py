@@ -7,6 +7,7 @@ from ray import serve
 
 from pipeline.config import BatchConfig, TtsArgs
 from pipeline.factory import build_tts
+from pipeline.metrics import WorkCounter
 from pipeline.text import split_sentences
 
 
@@ -14,6 +15,7 @@ from pipeline.text import split_sentences
 class TextToSpeech:
     def __init__(self, args: TtsArgs) -> None:
         self._tts = build_tts(args)
+        self._work = WorkCounter()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         cfg = BatchConfig(**user_config)
@@ -22,12 +24,14 @@ class TextToSpeech:
         batched.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
 
     async def synthesize(self, text: str) -> bytes:
-        return await self._batched(text)
+        async with self._work.track():
+            return await self._batched(text)
 
     async def stream(self, text: str) -> AsyncIterator[bytes]:
         """PCM16 sentence by sentence; concurrent streams share batches."""
-        for sentence in split_sentences(text):
-            yield await self._batched(sentence)
+        async with self._work.track():
+            for sentence in split_sentences(text):
+                yield await self._batched(sentence)
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.005)
     async def _batched(self, texts: list[str]) -> list[bytes]:
@@ -38,3 +42,6 @@ class TextToSpeech:
 
     def ready(self) -> dict[str, str]:
         return {"tts": f"{self._tts.name} {self._tts.sample_rate} Hz"}
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {"tts": self._work.as_dict()}

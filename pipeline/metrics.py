@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 
@@ -47,3 +49,28 @@ def summarize(values: Sequence[float]) -> dict[str, float]:
         "p90": percentile(values, 90),
         "p99": percentile(values, 99),
     }
+
+
+class WorkCounter:
+    """Counts calls in flight, finished and cancelled: shows that cancelled work really stops."""
+
+    def __init__(self) -> None:
+        self.active = 0
+        self.finished = 0
+        self.cancelled = 0
+
+    @contextlib.asynccontextmanager
+    async def track(self) -> AsyncIterator[None]:
+        self.active += 1
+        try:
+            yield
+        except (asyncio.CancelledError, GeneratorExit):
+            self.cancelled += 1
+            raise
+        else:
+            self.finished += 1
+        finally:
+            self.active -= 1
+
+    def as_dict(self) -> dict[str, int]:
+        return {"active": self.active, "finished": self.finished, "cancelled": self.cancelled}

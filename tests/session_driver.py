@@ -46,7 +46,3 @@ async def stream(session: VoiceSession, pcm: bytes, *, pace: float = 0.0) -> Non
     for i in range(0, len(pcm), FRAME):
         await session.on_audio(pcm[i : i + FRAME])
         await asyncio.sleep(0.02 * pace)
-
-
-def silence(ms: int) -> bytes:
-    return b"\0" * (16 * ms * 2)

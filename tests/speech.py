@@ -57,3 +57,16 @@ def normalize(text: str) -> str:
 
 def wer(reference: str, hypothesis: str) -> float:
     return float(jiwer.wer(normalize(reference), normalize(hypothesis)))
+
+
+def pcm16k(text: str, *, trim: bool = False) -> bytes:
+    """`text` spoken, as 16 kHz mono PCM16: what a microphone client streams."""
+    samples = audio.resample(audio.pcm16_to_float(speech_pcm(text)), voice().sample_rate, 16_000)
+    if trim:  # Piper pads a sentence with silence; cut it to control pauses exactly
+        loud = np.flatnonzero(np.abs(samples) > 0.02)
+        samples = samples[loud[0] : loud[-1] + 1]
+    return audio.float_to_pcm16(samples)
+
+
+def silence(ms: int) -> bytes:
+    return b"\0" * (16 * ms * 2)

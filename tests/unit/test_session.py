@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import asyncio
 
-import numpy as np
 import pytest
 
-from pipeline import audio
 from pipeline.config import AppArgs, SessionLimits, SessionOptions, Settings
 from pipeline.local import LocalBackend
 from pipeline.session import SessionClosed, VoiceSession
-from tests.session_driver import Received, silence, stream
-from tests.speech import QUESTIONS, speech_pcm, voice, wer
-
-
-def pcm16k(text: str, *, trim: bool = False) -> bytes:
-    samples = audio.resample(audio.pcm16_to_float(speech_pcm(text)), voice().sample_rate, 16_000)
-    if trim:  # Piper pads a sentence with silence; cut it to control the pause exactly
-        loud = np.flatnonzero(np.abs(samples) > 0.02)
-        samples = samples[loud[0] : loud[-1] + 1]
-    return audio.float_to_pcm16(samples)
+from tests.session_driver import Received, stream
+from tests.speech import QUESTIONS, pcm16k, silence, wer
 
 
 @pytest.fixture(scope="module")
