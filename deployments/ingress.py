@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request, WebSocket
-from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
 from ray import serve
 from ray.serve.handle import (
     DeploymentHandle,
@@ -27,11 +27,12 @@ from pipeline.providers.base import ChatMessage
 from pipeline.session import VoiceSession
 from pipeline.streams import first_item, prepend
 from pipeline.turn import run_turn
+from pipeline.web import web_file
 from pipeline.ws import POLICY_VIOLATION, senders, serve_session, ws_key_check
 
 log = logging.getLogger("jarvis.ingress")
 app = FastAPI(title="jarvis-serve", version="0.1.0")
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/openapi.json"})
+OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/docs", "/openapi.json"})
 
 
 @functools.cache
@@ -41,7 +42,8 @@ def _api_keys() -> frozenset[str]:
 
 @app.middleware("http")
 async def _auth(request: Request, call_next: Any) -> Any:
-    if request.url.path not in OPEN_PATHS:
+    path = request.url.path
+    if path not in OPEN_PATHS and not path.startswith("/web/"):
         try:
             check_bearer(request.headers.get("authorization"), _api_keys())
         except JarvisError as e:
@@ -119,6 +121,14 @@ class Ingress:
         if self._tts_rate is None:
             self._tts_rate = await self._tts.sample_rate.remote()
         return self._tts_rate
+
+    @app.get("/", include_in_schema=False)
+    async def index(self) -> FileResponse:
+        return FileResponse(web_file("index.html"))
+
+    @app.get("/web/{name}", include_in_schema=False)
+    async def web(self, name: str) -> FileResponse:
+        return FileResponse(web_file(name))
 
     @app.get("/healthz")
     async def healthz(self) -> dict[str, str]:

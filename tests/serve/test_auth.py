@@ -2,7 +2,7 @@ import httpx
 import openai
 import pytest
 
-from tests.serve.conftest import ServeApp
+from tests.serve_cluster import ServeApp
 
 pytestmark = pytest.mark.serve
 CHAT = {"messages": [{"role": "user", "content": "Say OK."}], "max_tokens": 3}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from tests.serve.conftest import ServeApp
+from tests.serve_cluster import ServeApp
 from tests.speech import QUESTIONS, speech_wav, wer
 
 pytestmark = pytest.mark.serve

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from tests.serve.conftest import BIN, ServeApp
+from tests.serve_cluster import BIN, ServeApp
 from tests.speech import QUESTIONS, wer
 
 pytestmark = pytest.mark.serve

@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.serve.conftest import ServeApp
 from tests.serve.ws_client import VoiceClient
+from tests.serve_cluster import ServeApp
 from tests.speech import QUESTIONS, pcm16k, silence, wer
 
 pytestmark = pytest.mark.serve
