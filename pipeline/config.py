@@ -78,7 +78,7 @@ class SessionOptions(BaseModel):
     partial_transcripts: bool = True
     partial_interval_ms: int = Field(default=700, ge=200, le=10_000)
     preemptive_llm: bool = True
-    first_clause_max_chars: int = Field(default=48, ge=8, le=400)
+    first_clause_max_chars: int = Field(default=32, ge=8, le=400)
     barge_in: bool = True
     voice: str = Field(default="joe", max_length=64)
     system_prompt: str | None = Field(default=None, max_length=4000)

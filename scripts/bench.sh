@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Turn-latency benchmark: Ray Serve graph vs plain process, P50/P90/P99 tables in bench/results/.
+# Benchmarks, tables in bench/results/:
+#   scripts/bench.sh            turn latency: Ray Serve graph vs plain process (POST /v1/turn)
+#   scripts/bench.sh sessions   voice-to-voice over WebSocket sessions, techniques on/off
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 source scripts/env.sh
-exec .venv/bin/python -m bench.turns "$@"
+case "${1:-turns}" in
+  sessions) shift; exec .venv/bin/python -m bench.sessions "$@" ;;
+  turns) [ $# -gt 0 ] && shift; exec .venv/bin/python -m bench.turns "$@" ;;
+  *) exec .venv/bin/python -m bench.turns "$@" ;;
+esac

@@ -13,5 +13,15 @@ fi
 # llama-cpp-python builds from source (~5 min on 2 cores, once; pip caches the wheel).
 CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}" \
   .venv/bin/python -m pip install -q -e ".[${extras}]"
+# The browser tests need Debian's Chromium and its driver.
+if [[ ",${1:-}," == *",dev,"* ]] && ! command -v chromedriver >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null
+  else
+    echo "browser tests need Debian's chromium and chromium-driver: sudo apt-get install chromium chromium-driver" >&2
+    exit 1
+  fi
+fi
 # Assemble split model files into the cache and verify their pinned sha256.
 HF_HUB_OFFLINE=1 .venv/bin/jarvis models

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from tests.serve.ws_client import VoiceClient
+from pipeline.client import VoiceClient
 from tests.serve_cluster import ServeApp
 from tests.speech import QUESTIONS, pcm16k, silence, wer
 

@@ -1,4 +1,7 @@
-"""A WebSocket voice client for tests and the bench: real-time audio out, events and audio in."""
+"""A Python client of the voice session protocol: real-time audio out, events and audio in.
+
+Used by the tests and the benchmark; a starting point for server-side integrations.
+"""
 
 from __future__ import annotations
 

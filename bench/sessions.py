@@ -1,0 +1,181 @@
+"""Voice-to-voice latency over WebSocket sessions, with each latency technique on and off.
+
+    scripts/bench.sh sessions [--turns 6] [--concurrency 1 2 4 8] [--url http://127.0.0.1:8000]
+
+Simulated speakers stream real synthesized speech at real-time pace (20 ms frames),
+keep streaming silence like an open microphone, and take several turns with pauses.
+Voice-to-voice = arrival of the first reply audio byte - the moment the last speech
+sample of the question was sent (known from the audio itself, not from the server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.turns import SENTENCES, start_app, wait_ready
+from pipeline import audio
+from pipeline.client import VoiceClient
+from pipeline.config import AppArgs
+from pipeline.factory import build_tts
+from pipeline.metrics import summarize
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAME = 640
+STAGES = [
+    "turn_detected_ms",
+    "stt_ms",
+    "llm_first_token_ms",
+    "first_clause_ms",
+    "tts_first_audio_ms",
+    "first_audio_sent_ms",
+]
+ALL_ON: dict[str, Any] = {  # the defaults
+    "speculative_stt": True,
+    "preemptive_llm": True,
+    "partial_transcripts": True,
+    "first_clause_max_chars": 32,
+}
+CONFIGS: dict[str, dict[str, Any]] = {
+    "all on (default)": ALL_ON,
+    "no partial transcripts": {**ALL_ON, "partial_transcripts": False},
+    "no preemptive LLM": {**ALL_ON, "preemptive_llm": False},
+    "no speculative STT": {**ALL_ON, "speculative_stt": False, "preemptive_llm": False},
+    "first clause at punctuation only": {**ALL_ON, "first_clause_max_chars": 400},
+    "first clause <= 24 chars": {**ALL_ON, "first_clause_max_chars": 24},
+    "first clause <= 48 chars": {**ALL_ON, "first_clause_max_chars": 48},
+    "all off": {
+        "speculative_stt": False,
+        "preemptive_llm": False,
+        "partial_transcripts": False,
+        "first_clause_max_chars": 400,
+    },
+}
+
+
+def make_questions() -> list[tuple[bytes, float]]:
+    """(16 kHz PCM16, seconds to the last speech sample) per sentence."""
+    tts = build_tts(AppArgs().tts)
+    out = []
+    for pcm in asyncio.run(tts.synthesize_batch(SENTENCES)):
+        samples = audio.resample(audio.pcm16_to_float(pcm), tts.sample_rate, 16_000)
+        end = int(np.flatnonzero(np.abs(samples) > 0.02)[-1]) + 1
+        out.append((audio.float_to_pcm16(samples), end / 16_000))
+    return out
+
+
+async def speaker(
+    url: str, options: dict[str, Any], questions: list[tuple[bytes, float]], turns: int, seat: int
+) -> list[dict[str, Any]]:
+    client = await VoiceClient.open(url)
+    await client.send_json({"type": "session.update", "session": options})
+    await client.wait_for("session.updated")
+    silence = b"\0" * FRAME * 5
+    results = []
+    for turn in range(turns):
+        pcm, speech_s = questions[(seat * 3 + turn) % len(questions)]
+        sent_at = await client.send_audio(pcm)
+        speech_end = sent_at - (len(pcm) / 32_000 - speech_s)
+        count = len(client.events("response.done")) + 1
+        waiter = asyncio.create_task(client.wait_for("response.done", count, limit_s=120))
+        while not waiter.done():  # an open microphone keeps sending silence
+            await client.send_audio(silence)
+        done = waiter.result()
+        first = client.first_audio_after(speech_end)
+        results.append(
+            {
+                "v2v_ms": (first - speech_end) * 1000 if first else float("nan"),
+                **{k: v for k, v in done["latency"].items() if k in STAGES and v is not None},
+            }
+        )
+        await client.send_audio(b"\0" * 32_000)  # a one-second pause before the next question
+    await client.close()
+    return results
+
+
+async def run(url: str, options: dict[str, Any], questions: Any, turns: int, c: int) -> list[Any]:
+    per_seat = await asyncio.gather(*(speaker(url, options, questions, turns, s) for s in range(c)))
+    return [r for seat in per_seat for r in seat]
+
+
+def row(name: str, c: int, samples: list[dict[str, float]]) -> str:
+    v2v = summarize([s["v2v_ms"] for s in samples])
+    stages = " | ".join(
+        f"{summarize([s[k] for s in samples if k in s])['p50']:.0f}" for k in STAGES
+    )
+    return (
+        f"| {name} | {c} | {len(samples)} | {v2v['p50']:.0f} | {v2v['p90']:.0f} | "
+        f"{v2v['p99']:.0f} | {stages} |"
+    )
+
+
+HEADER = (
+    "| config | sessions | turns | V2V P50 | V2V P90 | V2V P99 | "
+    + " | ".join(f"{k.removesuffix('_ms')} P50" for k in STAGES)
+    + " |\n|---|---:|---:|---:|---:|---:|"
+    + "---:|" * len(STAGES)
+)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=6, help="turns per speaker")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
+    parser.add_argument("--url", default=None, help="a running app; default: start one")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = parser.parse_args()
+
+    questions = make_questions()
+    app = None
+    base = args.url or "http://127.0.0.1:8000"
+    if args.url is None:
+        app = start_app()
+    rows: list[str] = []
+    raw: dict[str, Any] = {}
+    try:
+        wait_ready(base)
+        url = base.replace("http", "ws", 1) + "/v1/sessions"
+        asyncio.run(run(url, ALL_ON, questions, 1, 1))  # warm-up
+        for name, options in CONFIGS.items():
+            samples = asyncio.run(run(url, options, questions, args.turns, 1))
+            rows.append(row(name, 1, samples))
+            raw[f"{name}/1"] = samples
+            print(rows[-1], flush=True)
+        for c in args.concurrency:
+            if c == 1:
+                continue
+            samples = asyncio.run(run(url, ALL_ON, questions, args.turns, c))
+            rows.append(row("all on (default)", c, samples))
+            raw[f"all on/{c}"] = samples
+            print(rows[-1], flush=True)
+    finally:
+        if app is not None:
+            os.killpg(app.pid, signal.SIGTERM)
+            app.wait(timeout=60)
+
+    md = (
+        f"## Voice-to-voice latency over WebSocket sessions ({args.turns} turns per speaker, "
+        f"embedded models, {os.cpu_count()} cores)\n\n"
+        "V2V: end of speech in the streamed audio -> first reply audio byte at the client.\n"
+        "Stage columns: server-side ms after the end of speech (P50).\n\n"
+        f"{HEADER}\n" + "\n".join(rows) + "\n"
+    )
+    print(md)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    (out / f"sessions-{stamp}.md").write_text(md)
+    (out / f"sessions-{stamp}.json").write_text(json.dumps(raw, indent=1))
+    print(f"wrote {out}/sessions-{stamp}.md and .json")
+
+
+if __name__ == "__main__":
+    main()
