@@ -21,7 +21,9 @@ class Orchestrator:
     ) -> None:
         self._model = model
         self._args = args
-        self._history = history or InMemoryHistory(max_sessions=args.max_sessions)
+        self._history = history or InMemoryHistory(
+            max_sessions=args.max_sessions, max_messages=2 * args.history_turns
+        )
 
     @property
     def system_prompt(self) -> str:
@@ -31,14 +33,9 @@ class Orchestrator:
         """Stream the assistant's reply to `text` within session `session_id`."""
         if not text.strip():
             raise BadInputError("there is no text to answer")
-        past = (
-            self._history.get(session_id)[-2 * self._args.history_turns :]
-            if self._args.history_turns
-            else []
-        )
         messages = [
             ChatMessage("system", self._args.system_prompt),
-            *past,
+            *self._history.get(session_id),  # already trimmed in blocks (see history.py)
             ChatMessage("user", text),
         ]
         said: list[str] = []

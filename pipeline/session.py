@@ -27,6 +27,7 @@ from pipeline.audio import pcm16_to_float
 from pipeline.config import SessionLimits, SessionOptions
 from pipeline.errors import JarvisError
 from pipeline.events import Event, EventType, TurnLatency, error
+from pipeline.history import trim_in_blocks
 from pipeline.providers.base import ChatMessage
 from pipeline.speak import spoken_clauses
 from pipeline.text import ClauseChunker, clean_for_speech
@@ -406,17 +407,15 @@ class VoiceSession:
             await self._send_audio(pcm[i : i + step])
 
     def _messages(self, text: str) -> list[ChatMessage]:
-        keep = 2 * self.limits.history_turns
-        past = self._history[-keep:] if keep else []
         system = self.options.system_prompt or self._system_prompt
-        return [ChatMessage("system", system), *past, ChatMessage("user", text)]
+        return [ChatMessage("system", system), *self._history, ChatMessage("user", text)]
 
     def _remember(self, r: _Response) -> None:
         said = " ".join(r.heard)  # after a cut, only what was spoken before it
         self._history.append(ChatMessage("user", r.user_text))
         if said:
             self._history.append(ChatMessage("assistant", said))
-        del self._history[: -2 * max(self.limits.history_turns, 1)]
+        trim_in_blocks(self._history, 2 * self.limits.history_turns)
 
     async def _cancel_response(self, reason: str) -> None:
         r, self._response = self._response, None

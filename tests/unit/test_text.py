@@ -34,3 +34,17 @@ def test_long_run_without_punctuation_is_cut_at_a_space() -> None:
 def test_markdown_is_removed_for_speech() -> None:
     assert clean_for_speech("**Load 427** is `late`.\n- item one") == "Load 427 is late. item one"
     assert split_sentences("One. Two! Three?") == ["One.", "Two!", "Three?"]
+
+
+def test_history_is_trimmed_in_blocks_to_keep_the_prompt_prefix() -> None:
+    from pipeline.history import InMemoryHistory
+    from pipeline.providers.base import ChatMessage
+
+    history = InMemoryHistory(max_messages=4)
+    firsts = []
+    for turn in range(10):
+        history.append("s", ChatMessage("user", f"q{turn}"), ChatMessage("assistant", f"a{turn}"))
+        firsts.append(history.get("s")[0].content)
+        assert 4 <= len(history.get("s")) < 8 or turn < 2
+    # the first message (the prompt prefix after the system prompt) changes only every 2 turns
+    assert firsts == ["q0", "q0", "q0", "q2", "q2", "q4", "q4", "q6", "q6", "q8"]
