@@ -12,23 +12,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import signal
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.turns import SENTENCES, start_app, wait_ready
+from bench.common import RESULTS, SENTENCES, app_running, write_results
 from pipeline import audio
 from pipeline.client import VoiceClient
 from pipeline.config import AppArgs
 from pipeline.factory import build_tts
 from pipeline.metrics import summarize
 
-ROOT = Path(__file__).resolve().parents[1]
 FRAME = 640
 STAGES = [
     "turn_detected_ms",
@@ -38,20 +34,20 @@ STAGES = [
     "tts_first_audio_ms",
     "first_audio_sent_ms",
 ]
-ALL_ON: dict[str, Any] = {  # the defaults
+DEFAULTS: dict[str, Any] = {  # as in serve_config.yaml
     "speculative_stt": True,
     "preemptive_llm": True,
-    "partial_transcripts": True,
+    "partial_transcripts": False,
     "first_clause_max_chars": 32,
 }
 CONFIGS: dict[str, dict[str, Any]] = {
-    "all on (default)": ALL_ON,
-    "no partial transcripts": {**ALL_ON, "partial_transcripts": False},
-    "no preemptive LLM": {**ALL_ON, "preemptive_llm": False},
-    "no speculative STT": {**ALL_ON, "speculative_stt": False, "preemptive_llm": False},
-    "first clause at punctuation only": {**ALL_ON, "first_clause_max_chars": 400},
-    "first clause <= 24 chars": {**ALL_ON, "first_clause_max_chars": 24},
-    "first clause <= 48 chars": {**ALL_ON, "first_clause_max_chars": 48},
+    "defaults": DEFAULTS,
+    "+ partial transcripts": {**DEFAULTS, "partial_transcripts": True},
+    "no preemptive LLM": {**DEFAULTS, "preemptive_llm": False},
+    "no speculative STT": {**DEFAULTS, "speculative_stt": False, "preemptive_llm": False},
+    "first clause at punctuation only": {**DEFAULTS, "first_clause_max_chars": 400},
+    "first clause <= 24 chars": {**DEFAULTS, "first_clause_max_chars": 24},
+    "first clause <= 48 chars": {**DEFAULTS, "first_clause_max_chars": 48},
     "all off": {
         "speculative_stt": False,
         "preemptive_llm": False,
@@ -130,20 +126,15 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=6, help="turns per speaker")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--url", default=None, help="a running app; default: start one")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
 
     questions = make_questions()
-    app = None
-    base = args.url or "http://127.0.0.1:8000"
-    if args.url is None:
-        app = start_app()
     rows: list[str] = []
     raw: dict[str, Any] = {}
-    try:
-        wait_ready(base)
+    with app_running(args.url) as base:
         url = base.replace("http", "ws", 1) + "/v1/sessions"
-        asyncio.run(run(url, ALL_ON, questions, 1, 1))  # warm-up
+        asyncio.run(run(url, DEFAULTS, questions, 1, 1))  # warm-up
         for name, options in CONFIGS.items():
             samples = asyncio.run(run(url, options, questions, args.turns, 1))
             rows.append(row(name, 1, samples))
@@ -152,14 +143,10 @@ def main() -> None:
         for c in args.concurrency:
             if c == 1:
                 continue
-            samples = asyncio.run(run(url, ALL_ON, questions, args.turns, c))
-            rows.append(row("all on (default)", c, samples))
-            raw[f"all on/{c}"] = samples
+            samples = asyncio.run(run(url, DEFAULTS, questions, args.turns, c))
+            rows.append(row("defaults", c, samples))
+            raw[f"defaults/{c}"] = samples
             print(rows[-1], flush=True)
-    finally:
-        if app is not None:
-            os.killpg(app.pid, signal.SIGTERM)
-            app.wait(timeout=60)
 
     md = (
         f"## Voice-to-voice latency over WebSocket sessions ({args.turns} turns per speaker, "
@@ -168,13 +155,7 @@ def main() -> None:
         "Stage columns: server-side ms after the end of speech (P50).\n\n"
         f"{HEADER}\n" + "\n".join(rows) + "\n"
     )
-    print(md)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    (out / f"sessions-{stamp}.md").write_text(md)
-    (out / f"sessions-{stamp}.json").write_text(json.dumps(raw, indent=1))
-    print(f"wrote {out}/sessions-{stamp}.md and .json")
+    write_results("sessions", md, raw, Path(args.out))
 
 
 if __name__ == "__main__":

@@ -14,10 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import os
-import signal
-import subprocess
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -25,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from bench.common import RESULTS, SENTENCES, app_running, write_results
 from pipeline import audio
 from pipeline.config import AppArgs, Settings
 from pipeline.factory import build_tts
@@ -32,21 +30,6 @@ from pipeline.local import LocalBackend
 from pipeline.metrics import summarize
 from pipeline.turn import run_turn
 
-ROOT = Path(__file__).resolve().parents[1]
-SENTENCES = [
-    "How many pallets of bottled water are in the north warehouse?",
-    "Which dock doors are open right now?",
-    "When will the truck from Denver arrive?",
-    "Please tell me the status of the morning delivery.",
-    "How many trailers are parked at the south yard?",
-    "What time does the night shift start?",
-    "Are there any delayed shipments this afternoon?",
-    "Is the cold storage room at the right temperature?",
-    "Who should I call about a broken pallet jack?",
-    "Can you remind me where the spare batteries are kept?",
-    "What should I do if a driver arrives early?",
-    "How long does it take to unload a full trailer?",
-]
 STAGES = ["stt_ms", "llm_first_token_ms", "tts_first_audio_ms", "llm_total_ms", "total_ms"]
 Sample = dict[str, float]
 
@@ -100,35 +83,6 @@ class InProcess:
         out = {k: v for k, v in result.timings.as_dict().items() if v is not None}
         out["client_ms"] = (time.perf_counter() - start) * 1000
         return out
-
-
-def start_app() -> subprocess.Popen[bytes]:
-    """`serve run serve_config.yaml` in the environment of scripts/env.sh (bench.sh sources it)."""
-    return subprocess.Popen(
-        [
-            str(ROOT / ".venv/bin/serve"),
-            "run",
-            "--address",
-            "local",
-            str(ROOT / "serve_config.yaml"),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
-def wait_ready(url: str, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise TimeoutError(f"{url} did not become ready")
 
 
 async def http_sweep(
@@ -188,7 +142,7 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=12, help="turns per concurrency level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--url", default=None, help="a running app; default: start one")
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
 
     wavs = make_speech()
@@ -201,19 +155,9 @@ def main() -> None:
     del local
     gc.collect()
 
-    app = None
-    url = args.url or "http://127.0.0.1:8000"
-    if args.url is None:
-        print("starting serve run serve_config.yaml ...", flush=True)
-        app = start_app()
-    try:
-        wait_ready(url)
+    with app_running(args.url) as url:
         print("ray serve over HTTP ...", flush=True)
         results["ray"] = asyncio.run(http_sweep(url, wavs, args.turns, args.concurrency))
-    finally:
-        if app is not None:
-            os.killpg(app.pid, signal.SIGTERM)
-            app.wait(timeout=60)
 
     md = (
         f"## Turn latency ({args.turns} turns per level, embedded models, "
@@ -222,13 +166,7 @@ def main() -> None:
         "client's wall time for the whole request.\n\n"
         f"{table(results)}\n\n### Ray overhead (P50)\n\n{overhead(results)}\n"
     )
-    print(md)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    (out / f"turns-{stamp}.md").write_text(md)
-    (out / f"turns-{stamp}.json").write_text(json.dumps(results, indent=1))
-    print(f"wrote {out}/turns-{stamp}.md and .json")
+    write_results("turns", md, results, Path(args.out))
 
 
 if __name__ == "__main__":

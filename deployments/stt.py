@@ -5,7 +5,8 @@ from typing import Any
 import numpy as np
 from ray import serve
 
-from pipeline.config import BatchConfig, Settings, SttArgs
+from deployments.batching import apply_batch_config
+from pipeline.config import Settings, SttArgs
 from pipeline.factory import build_stt
 from pipeline.metrics import WorkCounter
 
@@ -18,10 +19,7 @@ class SpeechToText:
         self._work = WorkCounter()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        cfg = BatchConfig(**user_config)
-        batched: Any = self._batched  # the @serve.batch wrapper carries the setters
-        batched.set_max_batch_size(cfg.max_batch_size)
-        batched.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
+        apply_batch_config(self._batched, user_config)
 
     async def transcribe(self, audio: np.ndarray) -> str:
         async with self._work.track():

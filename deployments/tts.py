@@ -5,7 +5,8 @@ from typing import Any
 
 from ray import serve
 
-from pipeline.config import BatchConfig, TtsArgs
+from deployments.batching import apply_batch_config
+from pipeline.config import TtsArgs
 from pipeline.factory import build_tts
 from pipeline.metrics import WorkCounter
 from pipeline.text import split_sentences
@@ -18,10 +19,7 @@ class TextToSpeech:
         self._work = WorkCounter()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        cfg = BatchConfig(**user_config)
-        batched: Any = self._batched  # the @serve.batch wrapper carries the setters
-        batched.set_max_batch_size(cfg.max_batch_size)
-        batched.set_batch_wait_timeout_s(cfg.batch_wait_timeout_s)
+        apply_batch_config(self._batched, user_config)
 
     async def synthesize(self, text: str) -> bytes:
         async with self._work.track():

@@ -8,6 +8,7 @@ implements only the transport in `_*_impl`. Provider failures surface as
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,20 @@ class SttCapabilities:
     batch: bool
 
 
+@contextlib.asynccontextmanager
+async def provider_call(provider: str, what: str, timeout_s: float) -> AsyncIterator[None]:
+    """Timeout and error mapping for one provider call: everything leaves as ProviderError."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            yield
+    except (JarvisError, asyncio.CancelledError):
+        raise
+    except TimeoutError as e:
+        raise ProviderError(f"{what} timed out", provider=provider, retryable=True) from e
+    except Exception as e:  # provider boundary: translate, never swallow
+        raise ProviderError(f"{what} failed: {e}", provider=provider) from e
+
+
 class SpeechToText(ABC):
     """Audio (mono float32, 16 kHz) to text."""
 
@@ -45,17 +60,8 @@ class SpeechToText(ABC):
         return (await self.transcribe_batch([audio]))[0]
 
     async def transcribe_batch(self, audios: Sequence[np.ndarray]) -> list[str]:
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                texts = await self._transcribe_impl(list(audios))
-        except (JarvisError, asyncio.CancelledError):
-            raise
-        except TimeoutError as e:
-            raise ProviderError(
-                "transcription timed out", provider=self.name, retryable=True
-            ) from e
-        except Exception as e:  # provider boundary: translate, never swallow
-            raise ProviderError(f"transcription failed: {e}", provider=self.name) from e
+        async with provider_call(self.name, "transcription", self._timeout_s):
+            texts = await self._transcribe_impl(list(audios))
         return [t.strip() for t in texts]
 
     @abstractmethod
@@ -73,19 +79,12 @@ class ChatModel(ABC):
     async def stream(
         self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float
     ) -> AsyncIterator[str]:
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                async for delta in self._stream_impl(
-                    list(messages), max_tokens=max_tokens, temperature=temperature
-                ):
-                    if delta:
-                        yield delta
-        except (JarvisError, asyncio.CancelledError, GeneratorExit):
-            raise
-        except TimeoutError as e:
-            raise ProviderError("generation timed out", provider=self.name, retryable=True) from e
-        except Exception as e:  # provider boundary
-            raise ProviderError(f"generation failed: {e}", provider=self.name) from e
+        async with provider_call(self.name, "generation", self._timeout_s):
+            async for delta in self._stream_impl(
+                list(messages), max_tokens=max_tokens, temperature=temperature
+            ):
+                if delta:
+                    yield delta
 
     @abstractmethod
     def _stream_impl(
@@ -106,15 +105,8 @@ class TextToSpeech(ABC):
         return (await self.synthesize_batch([text]))[0]
 
     async def synthesize_batch(self, texts: Sequence[str]) -> list[bytes]:
-        try:
-            async with asyncio.timeout(self._timeout_s):
-                return await self._synthesize_impl(list(texts))
-        except (JarvisError, asyncio.CancelledError):
-            raise
-        except TimeoutError as e:
-            raise ProviderError("synthesis timed out", provider=self.name, retryable=True) from e
-        except Exception as e:  # provider boundary
-            raise ProviderError(f"synthesis failed: {e}", provider=self.name) from e
+        async with provider_call(self.name, "synthesis", self._timeout_s):
+            return await self._synthesize_impl(list(texts))
 
     @abstractmethod
     async def _synthesize_impl(self, texts: list[str]) -> list[bytes]: ...

@@ -67,7 +67,7 @@ async def test_techniques_off_still_answers(backend: LocalBackend) -> None:
 
 
 async def test_partial_transcripts_while_speaking(backend: LocalBackend) -> None:
-    session, got = make(backend, partial_interval_ms=500)
+    session, got = make(backend, partial_transcripts=True, partial_interval_ms=500)
     await session.start()
     await stream(session, pcm16k(QUESTIONS[0]), pace=1.0)
     await stream(session, silence(500), pace=1.0)
