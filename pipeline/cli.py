@@ -8,6 +8,7 @@ jarvis models                     assemble/verify model files, print paths and s
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import json
 import os
@@ -19,6 +20,8 @@ import httpx
 from pipeline import models
 from pipeline.config import Settings, SttModel
 from pipeline.errors import JarvisError
+from pipeline.store.db import open_pool
+from pipeline.store.seed import seed
 
 
 def _client(args: argparse.Namespace) -> httpx.Client:
@@ -82,6 +85,27 @@ def cmd_models(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_seed(_: argparse.Namespace) -> int:
+    dsn = Settings().database_url
+    if dsn is None:
+        print(
+            "error: set DATABASE_URL (e.g. postgresql://postgres@127.0.0.1:5432/jarvis)",
+            file=sys.stderr,
+        )
+        return 2
+
+    async def run() -> dict[str, int]:
+        pool = await open_pool(dsn.get_secret_value())
+        try:
+            return await seed(pool)
+        finally:
+            await pool.close()
+
+    counts = asyncio.run(run())
+    print("seeded " + ", ".join(f"{n} {table}" for table, n in counts.items()))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="jarvis", description=__doc__.splitlines()[0])
     parser.add_argument("--url", default=os.environ.get("JARVIS_URL", "http://127.0.0.1:8000"))
@@ -98,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     ask.set_defaults(run=cmd_ask)
     mdl = sub.add_parser("models", help="assemble and verify model files; print paths and sizes")
     mdl.set_defaults(run=cmd_models)
+    sd = sub.add_parser("seed", help="migrate the database and load the demo company data")
+    sd.set_defaults(run=cmd_seed)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args))

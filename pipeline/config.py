@@ -129,6 +129,9 @@ class Settings(BaseSettings):
         default=None, description="comma-separated bearer tokens; unset = no auth"
     )
     cache_dir: Path = Path.home() / ".cache" / "jarvis-serve"
+    database_url: SecretStr | None = Field(
+        default=None, validation_alias="DATABASE_URL", description="Postgres DSN"
+    )
 
     @field_validator("api_keys")
     @classmethod

@@ -1,0 +1,1 @@
+"""Postgres (asyncpg): versioned migrations, company data, conversation history."""

@@ -1,0 +1,72 @@
+"""Tool registry: JSON schema per tool, argument validation, spoken-friendly results.
+
+A tool call never raises into the conversation: bad arguments become a spoken request
+for what is missing, an unknown tool a spoken refusal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+A = TypeVar("A", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    spoken: str  # what the assistant says
+    data: dict[str, Any] = field(default_factory=dict)  # what was found, for history and logs
+    ok: bool = True
+    invalidates: tuple[str, ...] = ()  # cache namespaces a write makes stale
+
+
+@dataclass(frozen=True)
+class Tool(Generic[A]):
+    name: str
+    description: str
+    args: type[A]
+    run: Callable[[A], Awaitable[ToolResult]]
+    when_invalid: str  # spoken when the arguments do not validate
+
+    def schema(self) -> dict[str, Any]:
+        """OpenAI-style function schema."""
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": self.args.model_json_schema(),
+            },
+        }
+
+
+class ToolRegistry:
+    def __init__(self, tools: list[Tool[Any]]) -> None:
+        self._tools = {t.name: t for t in tools}
+
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return [t.schema() for t in self._tools.values()]
+
+    def get(self, name: str) -> Tool[Any] | None:
+        return self._tools.get(name)
+
+    async def call(self, name: str, arguments: dict[str, Any]) -> ToolResult:
+        tool = self._tools.get(name)
+        if tool is None:
+            return ToolResult(
+                "Sorry, I can't do that.", {"error": f"unknown tool {name}"}, ok=False
+            )
+        try:
+            args = tool.args.model_validate(arguments)
+        except ValidationError as e:
+            fields = sorted({str(err["loc"][0]) for err in e.errors() if err["loc"]})
+            return ToolResult(
+                tool.when_invalid, {"error": "invalid arguments", "fields": fields}, ok=False
+            )
+        return await tool.run(args)
