@@ -71,11 +71,28 @@ class _Response:
         self.released = asyncio.Event()
         self.latency = TurnLatency()
         self.user_text = ""
-        self.heard: list[str] = []
         self.reply: list[str] = []
+        # Where the client is in playback: (clause, perf_counter when it starts playing).
+        # The server sends faster than real time, so "sent" is not "heard".
+        self.spoken: list[tuple[str, float]] = []
+        self.playing_until = 0.0
         self.audio_started = False
         self.finished = False
+        self.history_index: int | None = None  # where its assistant message went in history
         self.task: asyncio.Task[None] | None = None
+
+    def queue_playback(self, clause: str, duration_s: float) -> None:
+        start = max(self.playing_until, time.perf_counter())
+        self.spoken.append((clause, start))
+        self.playing_until = start + duration_s
+
+    def heard(self, at: float | None = None) -> str:
+        """The clauses whose playback had started by `at` (default: all sent)."""
+        cut = at if at is not None else float("inf")
+        return " ".join(clause for clause, start in self.spoken if start < cut)
+
+    def speaking(self) -> bool:
+        return not self.finished or time.perf_counter() < self.playing_until
 
 
 class VoiceSession:
@@ -257,7 +274,7 @@ class VoiceSession:
         r = self._response
         if (
             r is not None
-            and not r.finished
+            and r.speaking()
             and self.options.barge_in
             and self._speech_ms() >= self.options.min_speech_ms
         ):
@@ -384,7 +401,7 @@ class VoiceSession:
                     )
                 )
             await self._send_pcm(r, pcm)
-            r.heard.append(clause)
+            r.queue_playback(clause, len(pcm) / 2 / self._rate)
             audio_ms += len(pcm) / 2 / self._rate * 1000.0
         await self._emit(
             Event(
@@ -411,23 +428,37 @@ class VoiceSession:
         return [ChatMessage("system", system), *self._history, ChatMessage("user", text)]
 
     def _remember(self, r: _Response) -> None:
-        said = " ".join(r.heard)  # after a cut, only what was spoken before it
         self._history.append(ChatMessage("user", r.user_text))
+        said = r.heard()
         if said:
             self._history.append(ChatMessage("assistant", said))
+            r.history_index = len(self._history) - 1
         trim_in_blocks(self._history, 2 * self.limits.history_turns)
+        if r.history_index is not None and r.history_index >= len(self._history):
+            r.history_index = None
 
     async def _cancel_response(self, reason: str) -> None:
+        """Stop the reply: its work if still running, and the client's playback."""
         r, self._response = self._response, None
-        if r is None or r.task is None or r.finished:
+        if r is None or r.task is None or not r.speaking():
             return
-        r.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await r.task
+        cut = time.perf_counter()
+        if not r.task.done():
+            r.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await r.task
+        heard = r.heard(cut)
+        i = r.history_index
+        if i is not None and i < len(self._history) and self._history[i].role == "assistant":
+            # Only what the user heard stays in history (sent is not heard: see _Response).
+            if heard:
+                self._history[i] = ChatMessage("assistant", heard)
+            else:
+                del self._history[i]
         await self._emit(
             Event(
                 EventType.RESPONSE_CANCELLED,
-                {"response_id": r.id, "reason": reason, "heard_text": " ".join(r.heard)},
+                {"response_id": r.id, "reason": reason, "heard_text": heard},
             )
         )
 

@@ -167,3 +167,19 @@ async def test_input_end_and_cancel(backend: LocalBackend) -> None:
     await asyncio.sleep(0.3)
     assert not got.events("response.done")
     await session.close()
+
+
+async def test_barge_in_after_generation_while_audio_still_plays(backend: LocalBackend) -> None:
+    """The server sends audio faster than real time; the user can still cut the playback."""
+    session, got = make(backend, system_prompt="Answer in two long sentences.")
+    await session.start()
+    await stream(session, pcm16k("Tell me about forklift safety.") + silence(400))
+    done = await got.wait_for("response.done")  # all generated and sent
+    assert done["audio_ms"] > 1500
+    await stream(session, pcm16k(QUESTIONS[3]), pace=1.0)  # talk over the playback
+    cancelled = await got.wait_for("response.cancelled")
+    assert cancelled["response_id"] == done["response_id"]
+    heard = cancelled["heard_text"]
+    assert heard and len(heard) < len(done["text"])  # the tail was not heard
+    assert session.history[1].content == heard
+    await session.close()
