@@ -44,6 +44,31 @@ class LlamaChat(ChatModel):
         )
         self._n_ctx = n_ctx
         self._lock = threading.Lock()  # a llama.cpp context serves one sequence at a time
+        self._grammars: dict[str, Any] = {}
+
+    async def structured(
+        self, messages: list[ChatMessage], *, grammar: str, max_tokens: int = 96
+    ) -> str:
+        """Greedy completion constrained by a GBNF grammar or a JSON schema (a string starting
+        with "{"): the output always parses, whatever the model's size."""
+        return await asyncio.to_thread(self._structured, chatml(messages), grammar, max_tokens)
+
+    def _structured(self, prompt: str, grammar: str, max_tokens: int) -> str:
+        from llama_cpp import LlamaGrammar
+
+        compiled = self._grammars.get(grammar)
+        if compiled is None:
+            compiled = (
+                LlamaGrammar.from_json_schema(grammar, verbose=False)
+                if grammar.startswith("{")
+                else LlamaGrammar.from_string(grammar, verbose=False)
+            )
+            self._grammars[grammar] = compiled
+        with self._lock:
+            out: Any = self._llm.create_completion(
+                prompt, max_tokens=max_tokens, temperature=0.0, grammar=compiled
+            )
+        return str(out["choices"][0]["text"])
 
     def warm(self, system_prompt: str) -> None:
         """Evaluate the system prompt so its KV prefix is cached before the first turn."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -10,7 +11,11 @@ from pydantic import BaseModel, Field, field_validator
 
 from pipeline.store import company as db
 from pipeline.tools.registry import Tool, ToolRegistry, ToolResult
+from pipeline.tools.router import Example
 
+_UNIT_PREFIX = re.compile(
+    r"^(pallets?|cases?|boxes|box|bundles?|rolls?|drums?|bags?|units?) of ", re.IGNORECASE
+)
 EquipmentType = Literal["dock door", "truck", "trailer", "forklift", "pallet jack"]
 
 
@@ -36,7 +41,8 @@ class InventoryArgs(BaseModel):
     @field_validator("item")
     @classmethod
     def _strip(cls, v: str) -> str:
-        return v.strip()
+        # "pallets of bottled water" is stocked as "bottled water" (the unit is a column)
+        return _UNIT_PREFIX.sub("", v.strip())
 
 
 class EquipmentArgs(BaseModel):
@@ -133,6 +139,7 @@ def company_tools(pool: asyncpg.Pool) -> ToolRegistry:
                 LoadArgs,
                 load_status,
                 "I need a load number to look that up.",
+                cues=r"\b(loads?|shipments?|deliver\w*)\b",
             ),
             Tool(
                 "search_inventory",
@@ -140,6 +147,8 @@ def company_tools(pool: asyncpg.Pool) -> ToolRegistry:
                 InventoryArgs,
                 inventory,
                 "Which item should I look for?",
+                cues=r"\b(stock|inventory|how (many|much)|do we have"
+                r"|(pallets?|cases?|rolls|drums|bags) of)\b",
             ),
             Tool(
                 "get_equipment_status",
@@ -147,6 +156,8 @@ def company_tools(pool: asyncpg.Pool) -> ToolRegistry:
                 EquipmentArgs,
                 equipment,
                 "Which equipment do you mean? Give me an ID or a type.",
+                cues=r"\b(docks?|doors?|trucks?|trailers?|forklifts?|pallet jacks?|equipment"
+                r"|[a-z]{2,3}-\d+)\b",
             ),
             Tool(
                 "schedule_pickup",
@@ -154,6 +165,63 @@ def company_tools(pool: asyncpg.Pool) -> ToolRegistry:
                 PickupArgs,
                 schedule_pickup,
                 "To schedule a pickup I need the origin, the destination and the pickup time.",
+                cues=r"\b(schedule|book|arrange|pick ?ups?)\b",
             ),
         ]
     )
+
+
+GUIDE = (
+    "get_load_status: a load or shipment by number. search_inventory: stock of an item. "
+    "get_equipment_status: dock doors, trucks, trailers, forklifts, pallet jacks. "
+    "schedule_pickup: create a new load."
+)
+EXAMPLES = [
+    Example("Where is load 215?", "get_load_status", {"load_id": 215}),
+    Example(
+        "How much rice is in the south warehouse?",
+        "search_inventory",
+        {"item": "rice", "warehouse": "south"},
+    ),
+    Example(
+        "Are any trailers in maintenance?",
+        "get_equipment_status",
+        {"equipment_id": None, "type": "trailer", "location": None},
+    ),
+    Example("Good morning, how are you?", "none"),
+    Example(
+        "Book a pickup from Omaha to Memphis on 2026-12-04 at noon.",
+        "schedule_pickup",
+        {
+            "origin": "Omaha",
+            "destination": "Memphis",
+            "pickup_at": "2026-12-04T12:00:00",
+            "driver": None,
+        },
+    ),
+    Example("Is load eighty eight delayed?", "get_load_status", {"load_id": 88}),
+    Example("Tell me a joke about forklifts.", "none"),
+    Example(
+        "How many cases of paper towels do we have?",
+        "search_inventory",
+        {"item": "paper towels", "warehouse": None},
+    ),
+    Example("What is the status of load 3051?", "get_load_status", {"load_id": 3051}),
+    Example(
+        "Is dock door DD-03 free?",
+        "get_equipment_status",
+        {"equipment_id": "DD-03", "type": "dock door", "location": None},
+    ),
+    Example("What is a pallet?", "none"),
+    Example(
+        "Do we have motor oil in the east warehouse?",
+        "search_inventory",
+        {"item": "motor oil", "warehouse": "east"},
+    ),
+    Example(
+        "Which trucks are available?",
+        "get_equipment_status",
+        {"equipment_id": None, "type": "truck", "location": None},
+    ),
+    Example("Thanks, that is all.", "none"),
+]

@@ -6,6 +6,7 @@ for what is missing, an unknown tool a spoken refusal.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -30,6 +31,7 @@ class Tool(Generic[A]):
     args: type[A]
     run: Callable[[A], Awaitable[ToolResult]]
     when_invalid: str  # spoken when the arguments do not validate
+    cues: str = ""  # regex of words that make this tool a candidate (the router's cheap gate)
 
     def schema(self) -> dict[str, Any]:
         """OpenAI-style function schema."""
@@ -46,6 +48,14 @@ class Tool(Generic[A]):
 class ToolRegistry:
     def __init__(self, tools: list[Tool[Any]]) -> None:
         self._tools = {t.name: t for t in tools}
+
+    def candidates(self, question: str) -> list[str]:
+        """Tools whose cue words occur in `question`; a tool without cues always qualifies."""
+        return [
+            t.name
+            for t in self._tools.values()
+            if not t.cues or re.search(t.cues, question, re.IGNORECASE)
+        ]
 
     def names(self) -> list[str]:
         return list(self._tools)

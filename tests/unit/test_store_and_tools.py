@@ -108,3 +108,14 @@ def test_tool_schemas_are_openai_functions() -> None:
 
     schema = LoadArgs.model_json_schema()
     assert schema["properties"]["load_id"]["type"] == "integer"
+
+
+def test_cue_words_gate_which_tools_the_model_may_pick() -> None:
+    tools = company_tools(None)  # type: ignore[arg-type]  # the gate needs no database
+    assert tools.candidates("Good evening, how was your day?") == []
+    assert tools.candidates("Where is load 999?") == ["get_load_status"]
+    assert tools.candidates("Is FL-07 charging?") == ["get_equipment_status"]
+    assert set(tools.candidates("How many trucks are on route?")) == {
+        "search_inventory",
+        "get_equipment_status",
+    }
