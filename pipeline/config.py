@@ -41,6 +41,7 @@ class LlmArgs(BaseModel):
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)
     history_turns: int = Field(default=6, ge=0, le=100, description="past turns sent to the model")
     max_sessions: int = Field(default=10_000, ge=1, description="sessions kept in memory (LRU)")
+    tools: bool = Field(default=True, description="company tools over Postgres (DATABASE_URL)")
     timeout_s: float = Field(default=60.0, gt=0)
 
 

@@ -34,6 +34,9 @@ class Orchestrator:
             max_sessions=args.max_sessions, max_messages=2 * args.history_turns
         )
 
+    def use_tools(self, tools: ToolRouter | None) -> None:
+        self._tools = tools
+
     @property
     def system_prompt(self) -> str:
         return self._args.system_prompt

@@ -21,6 +21,9 @@ import httpx
 import pytest
 import yaml
 
+from pipeline.config import Settings
+from pipeline.store.embedded import stop_embedded
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
 RAY_ENV = {
@@ -114,6 +117,8 @@ def serve_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeApp]:
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
+        # The app's embedded Postgres (DATABASE_URL is unset here) outlives killed replicas.
+        stop_embedded(Settings().cache_dir / "pgdata")
         # `ray start` left its address behind; a later bare `ray.init()` would wait on it.
         current = Path("/tmp/ray/ray_current_cluster")
         if current.exists() and current.read_text().strip() == f"127.0.0.1:{gcs}":

@@ -73,7 +73,7 @@ async def test_barge_in_stops_the_reply_and_its_work(serve_app: ServeApp) -> Non
         {"type": "session.update", "session": {"system_prompt": "Tell a long story, 8 sentences."}}
     )
     await client.wait_for("session.updated")
-    await client.send_audio(pcm16k("Tell me a story about a forklift driver."))
+    await client.send_audio(pcm16k("Tell me a story about a brave sailor."))
     async with microphone(client):
         await client.wait_for("response.audio.started")
     await client.send_audio(pcm16k(QUESTIONS[2]))  # the user talks over the reply
