@@ -30,6 +30,12 @@ class SttArgs(BaseModel):
     model: SttModel = SttModel.TINY_EN
     cpu_threads: int = Field(default=2, ge=1, le=64)
     beam_size: int = Field(default=1, ge=1, le=8)
+    vocabulary: str = Field(
+        default="Load 427 status. Pallets in the north warehouse. Dock doors, trailers, forklifts,"
+        " pallet jacks.",
+        max_length=400,
+        description="domain words that bias recognition (Whisper's previous-text prompt)",
+    )
     timeout_s: float = Field(default=30.0, gt=0)
 
 

@@ -16,6 +16,7 @@ def build_stt(args: SttArgs, cache_dir: Path) -> WhisperSTT:
         models.whisper_dir(args.model, cache_dir),
         cpu_threads=args.cpu_threads,
         beam_size=args.beam_size,
+        vocabulary=args.vocabulary,
         timeout_s=args.timeout_s,
     )
 

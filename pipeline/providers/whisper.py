@@ -20,7 +20,13 @@ class WhisperSTT(SpeechToText):
     capabilities = SttCapabilities(streaming=False, batch=True)
 
     def __init__(
-        self, model_dir: Path, *, cpu_threads: int = 2, beam_size: int = 1, timeout_s: float = 30.0
+        self,
+        model_dir: Path,
+        *,
+        cpu_threads: int = 2,
+        beam_size: int = 1,
+        vocabulary: str = "",
+        timeout_s: float = 30.0,
     ) -> None:
         super().__init__(timeout_s=timeout_s)
         from faster_whisper import WhisperModel
@@ -40,7 +46,10 @@ class WhisperSTT(SpeechToText):
             task="transcribe",
             language="en",
         )
-        self._prompt = self._model.get_prompt(self._tokenizer, [], without_timestamps=True)
+        # Domain words as Whisper's "previous text" bias it towards them ("load 999", not
+        # "cloud 999"): the decoder sees them as context, not as words to repeat.
+        previous = self._tokenizer.encode(" " + vocabulary.strip()) if vocabulary.strip() else []
+        self._prompt = self._model.get_prompt(self._tokenizer, previous, without_timestamps=True)
         self._suppress = get_suppressed_tokens(self._tokenizer, [-1])
         self._beam_size = beam_size
         # One decode at a time: CTranslate2 already uses every thread we gave it.
