@@ -127,6 +127,9 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--url", default=None, help="a running app; default: start one")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument(
+        "--configs", nargs="+", default=list(CONFIGS), help=f"which of: {', '.join(CONFIGS)}"
+    )
     args = parser.parse_args()
 
     questions = make_questions()
@@ -135,7 +138,8 @@ def main() -> None:
     with app_running(args.url) as base:
         url = base.replace("http", "ws", 1) + "/v1/sessions"
         asyncio.run(run(url, DEFAULTS, questions, 1, 1))  # warm-up
-        for name, options in CONFIGS.items():
+        for name in args.configs:
+            options = CONFIGS[name]
             samples = asyncio.run(run(url, options, questions, args.turns, 1))
             rows.append(row(name, 1, samples))
             raw[f"{name}/1"] = samples
