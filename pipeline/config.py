@@ -43,11 +43,14 @@ class LlmArgs(BaseModel):
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     n_threads: int = Field(default=2, ge=1, le=64)
     n_ctx: int = Field(default=2048, ge=512, le=32768)
+    kv_cache_mb: int = Field(default=1024, ge=0, description="saved KV states per prompt prefix")
     max_tokens: int = Field(default=80, ge=1, le=1024)
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)
     history_turns: int = Field(default=6, ge=0, le=100, description="past turns sent to the model")
     max_sessions: int = Field(default=10_000, ge=1, description="sessions kept in memory (LRU)")
-    tools: bool = Field(default=True, description="company tools over Postgres (DATABASE_URL)")
+    # Off by default until tool routing is fast: on 2 cores a routed question costs ~1 s of
+    # extra model time (bench/sessions.py: V2V P50 1.9 s with tools vs 0.8 s without).
+    tools: bool = Field(default=False, description="company tools over Postgres (DATABASE_URL)")
     timeout_s: float = Field(default=60.0, gt=0)
 
 

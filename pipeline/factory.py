@@ -26,6 +26,7 @@ def build_chat(args: LlmArgs, cache_dir: Path) -> LlamaChat:
         models.llm_gguf(cache_dir),
         n_threads=args.n_threads,
         n_ctx=args.n_ctx,
+        kv_cache_mb=args.kv_cache_mb,
         timeout_s=args.timeout_s,
     )
     model.warm(args.system_prompt)

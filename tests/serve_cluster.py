@@ -102,7 +102,9 @@ def serve_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeApp]:
     config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
     config["http_options"]["port"] = http
     # Short idle timeout so a test can watch it fire; no other test idles this long.
-    config["applications"][0]["args"].setdefault("session_limits", {})["idle_timeout_s"] = 8
+    args = config["applications"][0]["args"]
+    args.setdefault("session_limits", {})["idle_timeout_s"] = 8
+    args["llm"]["tools"] = True  # opt-in today (see LlmArgs.tools); the tests cover them
     app = ServeApp(f"http://127.0.0.1:{http}", f"http://127.0.0.1:{dash}", config, workdir)
     try:
         app.wait_until(

@@ -29,7 +29,13 @@ class LlamaChat(ChatModel):
     name = "llama.cpp"
 
     def __init__(
-        self, gguf: Path, *, n_threads: int = 2, n_ctx: int = 2048, timeout_s: float = 60.0
+        self,
+        gguf: Path,
+        *,
+        n_threads: int = 2,
+        n_ctx: int = 2048,
+        kv_cache_mb: int = 1024,
+        timeout_s: float = 60.0,
     ) -> None:
         super().__init__(timeout_s=timeout_s)
         from llama_cpp import Llama
@@ -43,6 +49,13 @@ class LlamaChat(ChatModel):
             verbose=False,
         )
         self._n_ctx = n_ctx
+        if kv_cache_mb:
+            # Tool routing, argument extraction and chat use different prompts; one llama.cpp
+            # context keeps only the last one's KV. Saved states per prompt prefix avoid
+            # re-reading each few-shot prompt on every turn.
+            from llama_cpp import LlamaRAMCache
+
+            self._llm.set_cache(LlamaRAMCache(capacity_bytes=kv_cache_mb << 20))
         self._lock = threading.Lock()  # a llama.cpp context serves one sequence at a time
         self._grammars: dict[str, Any] = {}
 
