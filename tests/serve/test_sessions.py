@@ -21,6 +21,16 @@ async def stats(url: str) -> dict:  # type: ignore[type-arg]
         return (await client.get(url)).json()
 
 
+async def storyteller(app: ServeApp) -> VoiceClient:
+    """A session whose replies are long enough to be cut while they are still generated."""
+    client = await VoiceClient.open(ws_url(app))
+    await client.send_json(
+        {"type": "session.update", "session": {"system_prompt": "Tell a long story, 8 sentences."}}
+    )
+    await client.wait_for("session.updated")
+    return client
+
+
 def ws_url(app: ServeApp, query: str = "") -> str:
     return app.url.replace("http://", "ws://") + "/v1/sessions" + query
 
@@ -68,11 +78,7 @@ async def test_streamed_question_gets_streamed_answer(serve_app: ServeApp) -> No
 async def test_barge_in_stops_the_reply_and_its_work(serve_app: ServeApp) -> None:
     stats_url = f"{serve_app.url}/v1/stats"
     before = await stats(stats_url)
-    client = await VoiceClient.open(ws_url(serve_app))
-    await client.send_json(
-        {"type": "session.update", "session": {"system_prompt": "Tell a long story, 8 sentences."}}
-    )
-    await client.wait_for("session.updated")
+    client = await storyteller(serve_app)
     await client.send_audio(pcm16k("Tell me a story about a brave sailor."))
     async with microphone(client):
         await client.wait_for("response.audio.started")
@@ -99,10 +105,7 @@ async def test_barge_in_stops_the_reply_and_its_work(serve_app: ServeApp) -> Non
 async def test_client_vanishing_mid_turn_leaves_no_work(serve_app: ServeApp) -> None:
     stats_url = f"{serve_app.url}/v1/stats"
     before = await stats(stats_url)
-    client = await VoiceClient.open(ws_url(serve_app))
-    await client.send_json(
-        {"type": "session.update", "session": {"system_prompt": "Tell a long story, 8 sentences."}}
-    )
+    client = await storyteller(serve_app)
     await client.send_audio(pcm16k("Tell me a story about a warehouse cat."))
     async with microphone(client):
         await client.wait_for("response.text.delta")

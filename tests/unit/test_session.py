@@ -18,7 +18,12 @@ def backend() -> LocalBackend:
     return LocalBackend.build(AppArgs(), Settings().cache_dir)
 
 
-def make(backend: LocalBackend, **options: object) -> tuple[VoiceSession, Received]:
+def make(
+    backend: LocalBackend,
+    *,
+    limits: SessionLimits | None = None,
+    **options: object,
+) -> tuple[VoiceSession, Received]:
     got = Received()
     session = VoiceSession(
         backend,
@@ -27,7 +32,8 @@ def make(backend: LocalBackend, **options: object) -> tuple[VoiceSession, Receiv
         output_rate=backend.sample_rate,
         system_prompt=AppArgs().llm.system_prompt,
         options=SessionOptions(**options),  # type: ignore[arg-type]
-        limits=SessionLimits(realtime_burst_s=600),  # tests feed faster than real time
+        # tests feed faster than real time unless they test exactly that
+        limits=limits or SessionLimits(realtime_burst_s=600),
     )
     return session, got
 
@@ -141,15 +147,7 @@ async def test_bad_frames_and_messages_get_error_events(backend: LocalBackend) -
 
 
 async def test_audio_faster_than_real_time_is_refused(backend: LocalBackend) -> None:
-    got = Received()
-    session = VoiceSession(
-        backend,
-        send_event=got.on_event,
-        send_audio=got.on_audio,
-        output_rate=backend.sample_rate,
-        system_prompt="x",
-        limits=SessionLimits(realtime_burst_s=0.5),
-    )
+    session, _ = make(backend, limits=SessionLimits(realtime_burst_s=0.5))
     with pytest.raises(SessionClosed) as closed:
         await stream(session, silence(2000))
     assert closed.value.code == 1008 and "faster than real time" in closed.value.reason
