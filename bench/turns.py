@@ -26,8 +26,10 @@ from bench.common import RESULTS, SENTENCES, app_running, write_results
 from pipeline import audio
 from pipeline.config import AppArgs, Settings
 from pipeline.factory import build_tts
+from pipeline.history import InMemoryHistory
 from pipeline.local import LocalBackend
 from pipeline.metrics import summarize
+from pipeline.providers.base import ChatMessage
 from pipeline.turn import run_turn
 
 STAGES = ["stt_ms", "llm_first_token_ms", "tts_first_audio_ms", "llm_total_ms", "total_ms"]
@@ -75,11 +77,18 @@ class InProcess:
         args = AppArgs()
         self.backend = LocalBackend.build(args, Settings().cache_dir)
         self.limits = args.limits
+        self.system_prompt = args.llm.system_prompt
+        self.history = InMemoryHistory(max_messages=2 * args.llm.history_turns)  # as the ingress
 
     async def turn(self, _: int, wav: bytes, session: str) -> Sample:
         start = time.perf_counter()
         samples = audio.decode_audio(wav, max_seconds=self.limits.max_audio_seconds)
-        result = await run_turn(self.backend, samples, session)
+        result = await run_turn(
+            self.backend, samples, self.history.get(session), self.system_prompt
+        )
+        self.history.append(
+            session, ChatMessage("user", result.transcript), ChatMessage("assistant", result.reply)
+        )
         out = {k: v for k, v in result.timings.as_dict().items() if v is not None}
         out["client_ms"] = (time.perf_counter() - start) * 1000
         return out

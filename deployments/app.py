@@ -18,7 +18,7 @@ def _deployment(cls: object) -> Deployment:
 def build_app(args: AppArgs) -> Application:
     return _deployment(Ingress).bind(
         _deployment(SpeechToText).bind(args.stt),
-        _deployment(LLMOrchestrator).bind(args.llm),
-        _deployment(TextToSpeech).bind(args.tts),
+        _deployment(LLMOrchestrator).bind(args.llm, args.cache),
+        _deployment(TextToSpeech).bind(args.tts, args.cache),
         args,
     )

@@ -5,7 +5,8 @@ import base64
 import functools
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -18,14 +19,20 @@ from ray.serve.handle import (
     DeploymentResponseGenerator,
 )
 
+from deployments.cache import shared_cache
 from pipeline import audio, openai_api
+from pipeline.cache.client import CacheUnavailable
 from pipeline.config import AppArgs, Settings
-from pipeline.errors import BadInputError, JarvisError, NotReadyError
+from pipeline.conversations import ConversationLog
+from pipeline.errors import BadInputError, JarvisError, NotFoundError, NotReadyError
 from pipeline.http import audio_from_request, check_bearer, check_session_id
 from pipeline.openai_api import ChatCompletionRequest, SpeechRequest
 from pipeline.providers.base import ChatMessage
 from pipeline.session import VoiceSession
-from pipeline.streams import first_item, prepend
+from pipeline.store.conversations import TurnRecord
+from pipeline.store.db import open_database
+from pipeline.streams import first_item, prepend, tool_uses_apart
+from pipeline.tools.registry import ToolUse
 from pipeline.turn import run_turn
 from pipeline.web import web_file
 from pipeline.ws import POLICY_VIOLATION, senders, serve_session, ws_key_check
@@ -89,12 +96,11 @@ class _Handles:
     async def transcribe(self, samples: np.ndarray) -> str:
         return await self._stt.transcribe.remote(samples)
 
-    async def respond(self, session_id: str, text: str) -> AsyncIterator[str]:
-        async for delta in _relay(self._llm.options(stream=True).respond.remote(session_id, text)):
-            yield delta
-
-    async def chat(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
-        async for delta in _relay(self._llm.options(stream=True).chat.remote(messages, None, None)):
+    async def chat(
+        self, messages: list[ChatMessage], on_tool: Callable[[ToolUse], None] | None = None
+    ) -> AsyncIterator[str]:
+        items = _relay(self._llm.options(stream=True).chat.remote(messages, None, None))
+        async for delta in tool_uses_apart(items, on_tool):
             yield delta
 
     async def synthesize(self, text: str) -> bytes:
@@ -116,6 +122,10 @@ class Ingress:
         self._args = args
         self._limits = args.limits
         self._tts_rate: int | None = None
+        _, self._cache = shared_cache(args.cache)
+        self._conversations = ConversationLog(
+            lambda: open_database(Settings()), history_turns=args.llm.history_turns
+        )
 
     async def _sample_rate(self) -> int:
         if self._tts_rate is None:
@@ -159,13 +169,34 @@ class Ingress:
             out.update(part)
         return out
 
+    @app.get("/v1/cache/stats")
+    async def cache_stats(self) -> dict[str, Any]:
+        """Per-namespace hits, misses, single-flight waits, bypasses; the store's health."""
+        try:
+            return await self._cache.stats()
+        except (CacheUnavailable, TimeoutError) as e:
+            raise NotReadyError("the cache is unavailable") from e
+
+    @app.get("/v1/conversations/{conversation_id}")
+    async def conversation(self, conversation_id: str) -> dict[str, Any]:
+        found = await self._conversations.get(check_session_id(conversation_id))
+        if found is None:
+            raise NotFoundError(f"no conversation {conversation_id!r}")
+        return found
+
     @app.websocket("/v1/sessions")
-    async def sessions(self, ws: WebSocket) -> None:
+    async def sessions(self, ws: WebSocket, conversation_id: str | None = None) -> None:
         await ws.accept()
         refused = ws_key_check(ws, _api_keys())
         if refused is not None:
             await ws.close(code=POLICY_VIOLATION, reason=refused)
             return
+        try:
+            cid = check_session_id(conversation_id) if conversation_id else None
+        except JarvisError as e:
+            await ws.close(code=POLICY_VIOLATION, reason=e.message)
+            return
+        history = await self._conversations.history(cid) if cid else []
         send_event, send_audio = senders(ws)
         session = VoiceSession(
             self._backend,
@@ -175,6 +206,9 @@ class Ingress:
             system_prompt=self._args.llm.system_prompt,
             options=self._args.session,
             limits=self._args.session_limits,
+            conversation_id=cid,
+            history=history,
+            on_turn=self._conversations.record,
         )
         await serve_session(ws, session, idle_timeout_s=self._args.session_limits.idle_timeout_s)
 
@@ -189,10 +223,24 @@ class Ingress:
             session_id = str(form.get("session_id"))
         sid = check_session_id(session_id) if session_id else uuid.uuid4().hex
         samples = audio.decode_audio(data, max_seconds=self._limits.max_audio_seconds)
-        result = await run_turn(self._backend, samples, sid)
+        at = datetime.now(UTC)
+        history = await self._conversations.history(sid)
+        result = await run_turn(self._backend, samples, history, self._args.llm.system_prompt)
+        self._conversations.record(
+            TurnRecord(
+                sid,
+                "turn_" + uuid.uuid4().hex[:12],
+                at,
+                result.transcript,
+                result.reply,
+                result.tool_use,
+                result.timings.as_dict(),
+            )
+        )
         rate = await self._sample_rate()
         return {
             "session_id": sid,
+            "history_turns": sum(m.role == "user" for m in history),
             "transcript": result.transcript,
             "reply": result.reply,
             "audio": {
@@ -222,10 +270,13 @@ class Ingress:
         messages = [m.to_message() for m in body.messages]
         if sum(len(m.content) for m in messages) > 8 * self._limits.max_text_chars:
             raise BadInputError("the messages are too long")
-        deltas = _relay(
-            self._llm.options(stream=True).chat.remote(
-                messages, body.token_limit(), body.temperature
-            )
+        deltas = tool_uses_apart(
+            _relay(
+                self._llm.options(stream=True).chat.remote(
+                    messages, body.token_limit(), body.temperature
+                )
+            ),
+            None,
         )
         cid = openai_api.completion_id()
         if not body.stream:

@@ -4,28 +4,39 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import asyncpg
 from ray import serve
 
+from deployments.cache import shared_cache
 from pipeline.company_tools import open_company_tools
-from pipeline.config import LlmArgs, Settings
+from pipeline.config import CacheArgs, LlmArgs, Settings
 from pipeline.errors import JarvisError
 from pipeline.factory import build_chat
 from pipeline.metrics import WorkCounter
 from pipeline.orchestrator import Orchestrator
 from pipeline.providers.base import ChatMessage
+from pipeline.tools.registry import ToolUse
 
 log = logging.getLogger("jarvis.llm")
 TOOLS_RETRY_S = 30.0
 
 
+def _drain(items: list[ToolUse]) -> list[ToolUse]:
+    out = items[:]
+    items.clear()
+    return out
+
+
 @serve.deployment
 class LLMOrchestrator:
-    def __init__(self, args: LlmArgs) -> None:
+    def __init__(self, args: LlmArgs, cache_args: CacheArgs) -> None:
         self._args = args
         self._model = build_chat(args, Settings().cache_dir)
-        self._orchestrator = Orchestrator(self._model, args)
+        self._cache, _ = shared_cache(cache_args)
+        reply_cache = self._cache if cache_args.llm_responses else None
+        self._orchestrator = Orchestrator(self._model, args, cache=reply_cache)
         self._work = WorkCounter()
         self._pool: asyncpg.Pool | None = None
         self._tools_lock = asyncio.Lock()
@@ -40,7 +51,7 @@ class LLMOrchestrator:
                 return
             try:
                 router, self._pool = await asyncio.wait_for(
-                    open_company_tools(self._model, Settings()), timeout=30
+                    open_company_tools(self._model, Settings(), self._cache), timeout=30
                 )
                 self._orchestrator.use_tools(router)
             except (OSError, TimeoutError, asyncpg.PostgresError, JarvisError) as e:
@@ -49,24 +60,19 @@ class LLMOrchestrator:
                 )
                 self._tools_retry_at = time.monotonic() + TOOLS_RETRY_S
 
-    async def respond(self, session_id: str, text: str) -> AsyncIterator[str]:
-        await self._ensure_tools()
-        async with self._work.track():
-            async for delta in self._orchestrator.respond(session_id, text):
-                yield delta
-
     async def chat(
         self, messages: list[ChatMessage], max_tokens: int | None, temperature: float | None
-    ) -> AsyncIterator[str]:
+    ) -> AsyncIterator[str | dict[str, Any]]:
+        """Text deltas; a tool call of the turn comes first as {"tool_use": {...}}."""
         await self._ensure_tools()
+        used: list[ToolUse] = []
         async with self._work.track():
             async for delta in self._orchestrator.chat(
-                messages, max_tokens=max_tokens, temperature=temperature
+                messages, max_tokens=max_tokens, temperature=temperature, on_tool=used.append
             ):
+                for tool_use in _drain(used):
+                    yield {"tool_use": tool_use.as_dict()}
                 yield delta
-
-    def history(self, session_id: str) -> list[ChatMessage]:
-        return self._orchestrator.history(session_id)
 
     async def ready(self) -> dict[str, str]:
         await self._ensure_tools()

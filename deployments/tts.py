@@ -6,7 +6,8 @@ from typing import Any
 from ray import serve
 
 from deployments.batching import apply_batch_config
-from pipeline.config import TtsArgs
+from deployments.cache import shared_cache
+from pipeline.config import CacheArgs, TtsArgs
 from pipeline.factory import build_tts
 from pipeline.metrics import WorkCounter
 from pipeline.text import split_sentences
@@ -14,16 +15,25 @@ from pipeline.text import split_sentences
 
 @serve.deployment
 class TextToSpeech:
-    def __init__(self, args: TtsArgs) -> None:
+    def __init__(self, args: TtsArgs, cache_args: CacheArgs) -> None:
         self._tts = build_tts(args)
         self._work = WorkCounter()
+        cache, _ = shared_cache(cache_args)
+        self._cache = cache if cache_args.tts_audio else None
+        self._cache_max_chars = cache_args.tts_max_chars
+        self._voice_key = f"{self._tts.name}|{args.length_scale}|"
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         apply_batch_config(self._batched, user_config)
 
     async def synthesize(self, text: str) -> bytes:
+        """PCM16 of one clause; a clause said before (same voice) comes from the cache."""
         async with self._work.track():
-            return await self._batched(text)
+            if self._cache is None or len(text) > self._cache_max_chars:
+                return await self._batched(text)
+            return await self._cache.get_or_compute(
+                "tts", self._voice_key + text, lambda: self._batched(text)
+            )
 
     async def stream(self, text: str) -> AsyncIterator[bytes]:
         """PCM16 sentence by sentence; concurrent streams share batches."""

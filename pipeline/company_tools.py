@@ -3,16 +3,17 @@ demo data into an empty database, and build the tool router on the chat model.""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import asyncpg
 
+from pipeline.cache.client import Cache
 from pipeline.config import Settings
+from pipeline.orchestrator import Tools
 from pipeline.providers.llama import LlamaChat
-from pipeline.store.db import open_pool
-from pipeline.store.embedded import embedded_dsn
+from pipeline.store.db import open_database
 from pipeline.store.seed import seed
+from pipeline.tools.cached import CachedTools
 from pipeline.tools.company import EXAMPLES, GUIDE, company_tools
 from pipeline.tools.router import ToolRouter
 
@@ -20,15 +21,12 @@ log = logging.getLogger("jarvis.tools")
 
 
 async def open_company_tools(
-    model: LlamaChat, settings: Settings
-) -> tuple[ToolRouter, asyncpg.Pool]:
-    if settings.database_url is not None:
-        dsn = settings.database_url.get_secret_value()
-    else:
-        dsn = await asyncio.to_thread(embedded_dsn, settings.cache_dir / "pgdata")
-        log.info("DATABASE_URL unset: using the embedded Postgres in %s", settings.cache_dir)
-    pool = await open_pool(dsn, min_size=1, max_size=4, timeout=10)
+    model: LlamaChat, settings: Settings, cache: Cache | None = None
+) -> tuple[Tools, asyncpg.Pool]:
+    pool = await open_database(settings)
     if not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM loads)"):
         counts = await seed(pool)
         log.info("seeded demo data: %s", counts)
-    return ToolRouter(model, company_tools(pool), EXAMPLES, GUIDE), pool
+    registry = company_tools(pool)
+    router = ToolRouter(model, registry, EXAMPLES, GUIDE)
+    return (router if cache is None else CachedTools(router, registry, cache)), pool

@@ -108,6 +108,41 @@ class SessionLimits(BaseModel):
     history_turns: int = Field(default=6, ge=0, le=100)
 
 
+class CacheTtls(BaseModel):
+    """Seconds an entry lives, per namespace."""
+
+    model_config = {"extra": "forbid"}
+
+    loads: float = Field(default=300, gt=0)
+    inventory: float = Field(default=600, gt=0)
+    equipment: float = Field(default=300, gt=0)
+    search: float = Field(default=3600, gt=0, description="question -> tool call (routing)")
+    llm: float = Field(default=1800, gt=0, description="model replies to identical prompts")
+    tts: float = Field(default=3600, gt=0, description="audio of repeated sentences")
+
+
+class CacheArgs(BaseModel):
+    """The shared cache actor: Redis when REDIS_URL is set, else its own memory."""
+
+    model_config = {"extra": "forbid"}
+
+    enabled: bool = True
+    ttl_s: CacheTtls = CacheTtls()
+    llm_responses: bool = Field(default=True, description="cache replies to identical prompts")
+    tts_audio: bool = Field(default=True, description="cache audio of repeated sentences")
+    tts_max_chars: int = Field(default=200, ge=1, description="longer sentences are not cached")
+    memory_max_entries: int = Field(default=10_000, ge=1)
+    memory_max_mb: int = Field(default=256, ge=1)
+    redis_timeout_s: float = Field(
+        default=0.1, gt=0, le=5, description="a slower Redis call is a miss"
+    )
+    redis_retry_s: float = Field(default=2.0, gt=0, description="pause after a Redis failure")
+    lease_timeout_s: float = Field(
+        default=10.0, gt=0, description="concurrent misses wait this long for one computation"
+    )
+    key_prefix: str = Field(default="jarvis", pattern=r"^[A-Za-z0-9_.-]{1,40}$")
+
+
 class AppArgs(BaseModel):
     """Arguments of `deployments.app:build_app`, as written under `args:` in serve_config.yaml."""
 
@@ -119,6 +154,7 @@ class AppArgs(BaseModel):
     limits: LimitsArgs = LimitsArgs()
     session: SessionOptions = SessionOptions()
     session_limits: SessionLimits = SessionLimits()
+    cache: CacheArgs = CacheArgs()
 
 
 class BatchConfig(BaseModel):
@@ -141,6 +177,9 @@ class Settings(BaseSettings):
     cache_dir: Path = Path.home() / ".cache" / "jarvis-serve"
     database_url: SecretStr | None = Field(
         default=None, validation_alias="DATABASE_URL", description="Postgres DSN"
+    )
+    redis_url: SecretStr | None = Field(
+        default=None, validation_alias="REDIS_URL", description="unset = in-memory cache"
     )
 
     @field_validator("api_keys")

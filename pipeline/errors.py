@@ -27,6 +27,10 @@ class AuthError(JarvisError):
     status_code = 401
 
 
+class NotFoundError(JarvisError):
+    status_code = 404
+
+
 class NotReadyError(JarvisError):
     status_code = 503
 

@@ -6,7 +6,7 @@ in-process providers, exactly as the ingress does over Serve handles.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,7 @@ from pipeline.config import AppArgs
 from pipeline.factory import build_chat, build_stt, build_tts
 from pipeline.orchestrator import Orchestrator
 from pipeline.providers.base import ChatMessage, SpeechToText, TextToSpeech
+from pipeline.tools.registry import ToolUse
 
 
 class LocalBackend:
@@ -30,11 +31,10 @@ class LocalBackend:
     async def transcribe(self, audio: np.ndarray) -> str:
         return await self.stt.transcribe(audio)
 
-    def respond(self, session_id: str, text: str) -> AsyncIterator[str]:
-        return self.orchestrator.respond(session_id, text)
-
-    def chat(self, messages: list[ChatMessage]) -> AsyncIterator[str]:
-        return self.orchestrator.chat(messages, max_tokens=None, temperature=None)
+    def chat(
+        self, messages: list[ChatMessage], on_tool: Callable[[ToolUse], None] | None = None
+    ) -> AsyncIterator[str]:
+        return self.orchestrator.chat(messages, max_tokens=None, temperature=None, on_tool=on_tool)
 
     async def synthesize(self, text: str) -> bytes:
         return await self.tts.synthesize(text)

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import numpy as np
@@ -30,7 +31,9 @@ from pipeline.events import Event, EventType, TurnLatency, error
 from pipeline.history import trim_in_blocks
 from pipeline.providers.base import ChatMessage
 from pipeline.speak import spoken_clauses
+from pipeline.store.conversations import TurnRecord
 from pipeline.text import ClauseChunker, clean_for_speech
+from pipeline.tools.registry import ToolUse
 from pipeline.vad import FRAME_MS, RATE, Reframer, TurnDetector, VadEvent
 
 log = logging.getLogger("jarvis.session")
@@ -41,7 +44,9 @@ AUDIO_FRAME_MS = 200  # reply audio is sent in frames of this length
 class SessionBackend(Protocol):
     async def transcribe(self, audio: np.ndarray) -> str: ...
 
-    def chat(self, messages: list[ChatMessage]) -> AsyncIterator[str]: ...
+    def chat(
+        self, messages: list[ChatMessage], on_tool: Callable[[ToolUse], None] | None = None
+    ) -> AsyncIterator[str]: ...
 
     async def synthesize(self, text: str) -> bytes: ...
 
@@ -56,6 +61,7 @@ class SessionClosed(Exception):
 
 SendEvent = Callable[[Event], Awaitable[None]]
 SendAudio = Callable[[bytes], Awaitable[None]]
+OnTurn = Callable[[TurnRecord], None]
 
 
 def _ms_since(t: float) -> float:
@@ -68,6 +74,9 @@ class _Response:
     def __init__(self, speech_end: float) -> None:
         self.id = "resp_" + uuid.uuid4().hex[:12]
         self.speech_end = speech_end
+        self.started_at = datetime.now(UTC)
+        self.tool_use: ToolUse | None = None
+        self.completed = False  # the whole reply was generated and sent
         self.released = asyncio.Event()
         self.latency = TurnLatency()
         self.user_text = ""
@@ -106,8 +115,15 @@ class VoiceSession:
         system_prompt: str,
         options: SessionOptions | None = None,
         limits: SessionLimits | None = None,
+        conversation_id: str | None = None,
+        history: list[ChatMessage] | None = None,
+        on_turn: OnTurn | None = None,
     ) -> None:
         self.id = "sess_" + uuid.uuid4().hex[:12]
+        # The conversation outlives the connection: a client that reconnects with its id
+        # continues it (history loaded by the caller); `on_turn` persists each turn.
+        self.conversation_id = conversation_id or "conv_" + uuid.uuid4().hex[:16]
+        self._on_turn = on_turn
         self._backend = backend
         self._send_event = send_event
         self._send_audio = send_audio
@@ -126,7 +142,7 @@ class VoiceSession:
         self._pending: _Response | None = None  # preemptive reply held behind its gate
         self._response: _Response | None = None  # the released reply, if one is running
         self._partial: asyncio.Task[None] | None = None
-        self._history: list[ChatMessage] = []
+        self._history: list[ChatMessage] = list(history or [])
         self._first_audio_at: float | None = None
         self._audio_ms = 0.0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -139,6 +155,8 @@ class VoiceSession:
                 EventType.SESSION_CREATED,
                 {
                     "session_id": self.id,
+                    "conversation_id": self.conversation_id,
+                    "history_turns": sum(m.role == "user" for m in self._history),
                     "input_audio": {"format": "pcm16", "sample_rate": RATE, "channels": 1},
                     "output_audio": {"format": "pcm16", "sample_rate": self._rate, "channels": 1},
                     "options": self.options.model_dump(),
@@ -383,8 +401,15 @@ class VoiceSession:
             if r.latency.first_clause_ms is None:
                 r.latency.first_clause_ms = _ms_since(r.speech_end)
 
+        def on_tool(use: ToolUse) -> None:
+            r.tool_use = use
+
         clauses = spoken_clauses(
-            self._backend.chat(messages), self._backend.synthesize, chunker, on_delta, on_clause
+            self._backend.chat(messages, on_tool),
+            self._backend.synthesize,
+            chunker,
+            on_delta,
+            on_clause,
         )
         audio_ms = 0.0
         async for clause, pcm in clauses:
@@ -414,6 +439,7 @@ class VoiceSession:
                 },
             )
         )
+        r.completed = True
 
     async def _send_pcm(self, r: _Response, pcm: bytes) -> None:
         step = self._rate * AUDIO_FRAME_MS // 1000 * 2
@@ -435,6 +461,23 @@ class VoiceSession:
         trim_in_blocks(self._history, 2 * self.limits.history_turns)
         if r.history_index is not None and r.history_index >= len(self._history):
             r.history_index = None
+        self._persist(r, said, interrupted=not r.completed)
+
+    def _persist(self, r: _Response, said: str, *, interrupted: bool) -> None:
+        """Hand the turn to the conversation log (it writes behind; this does not wait)."""
+        if self._on_turn is None:
+            return
+        record = TurnRecord(
+            self.conversation_id,
+            r.id,
+            r.started_at,
+            r.user_text,
+            said,
+            r.tool_use,
+            r.latency.as_dict(),
+            interrupted,
+        )
+        self._on_turn(record)
 
     async def _cancel_response(self, reason: str) -> None:
         """Stop the reply: its work if still running, and the client's playback."""
@@ -454,6 +497,8 @@ class VoiceSession:
                 self._history[i] = ChatMessage("assistant", heard)
             else:
                 del self._history[i]
+        if r.user_text and r.released.is_set():
+            self._persist(r, heard, interrupted=True)
         await self._emit(
             Event(
                 EventType.RESPONSE_CANCELLED,

@@ -6,7 +6,7 @@ The same code runs over Ray handles (the ingress) and over in-process providers
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -14,8 +14,10 @@ import numpy as np
 
 from pipeline.errors import BadInputError
 from pipeline.metrics import TurnTimings
+from pipeline.providers.base import ChatMessage
 from pipeline.speak import spoken_clauses
 from pipeline.text import ClauseChunker, clean_for_speech
+from pipeline.tools.registry import ToolUse
 
 FALLBACK_REPLY = "Sorry, I have no answer to that."
 
@@ -23,7 +25,9 @@ FALLBACK_REPLY = "Sorry, I have no answer to that."
 class TurnBackend(Protocol):
     async def transcribe(self, audio: np.ndarray) -> str: ...
 
-    def respond(self, session_id: str, text: str) -> AsyncIterator[str]: ...
+    def chat(
+        self, messages: list[ChatMessage], on_tool: Callable[[ToolUse], None] | None = None
+    ) -> AsyncIterator[str]: ...
 
     async def synthesize(self, text: str) -> bytes: ...
 
@@ -34,10 +38,18 @@ class TurnResult:
     reply: str
     pcm: bytes
     timings: TurnTimings
+    tool_use: ToolUse | None = None
 
 
-async def run_turn(backend: TurnBackend, audio: np.ndarray, session_id: str) -> TurnResult:
+async def run_turn(
+    backend: TurnBackend,
+    audio: np.ndarray,
+    history: Sequence[ChatMessage] = (),
+    system_prompt: str | None = None,
+) -> TurnResult:
+    """`history`: the conversation so far; `system_prompt` None: the LLM stage's own."""
     timings = TurnTimings()
+    tools: list[ToolUse] = []
     transcript = await backend.transcribe(audio)
     timings.stt_ms = timings.mark()
     if not transcript:
@@ -52,7 +64,9 @@ async def run_turn(backend: TurnBackend, audio: np.ndarray, session_id: str) -> 
         deltas.append(delta)
 
     async def reply_text() -> AsyncIterator[str]:
-        async for delta in backend.respond(session_id, transcript):
+        system = [ChatMessage("system", system_prompt)] if system_prompt else []
+        messages = [*system, *history, ChatMessage("user", transcript)]
+        async for delta in backend.chat(messages, tools.append):
             yield delta
         timings.llm_total_ms = timings.mark()
 
@@ -66,4 +80,10 @@ async def run_turn(backend: TurnBackend, audio: np.ndarray, session_id: str) -> 
         timings.tts_first_audio_ms = timings.mark()
     reply = clean_for_speech("".join(deltas)) or FALLBACK_REPLY
     timings.total_ms = timings.mark()
-    return TurnResult(transcript=transcript, reply=reply, pcm=b"".join(pcm), timings=timings)
+    return TurnResult(
+        transcript=transcript,
+        reply=reply,
+        pcm=b"".join(pcm),
+        timings=timings,
+        tool_use=tools[0] if tools else None,
+    )

@@ -84,6 +84,13 @@ MIGRATIONS = [
         CREATE INDEX equipment_type_idx ON equipment (type);
         """,
     ),
+    Migration(
+        3,
+        "interrupted replies",
+        """
+        ALTER TABLE messages ADD COLUMN interrupted boolean NOT NULL DEFAULT false;
+        """,
+    ),
 ]
 
 

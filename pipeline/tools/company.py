@@ -128,7 +128,7 @@ def company_tools(pool: asyncpg.Pool) -> ToolRegistry:
             f"Done. Load {load.id} from {load.origin} to {load.destination} is scheduled for "
             f"pickup {_clock(load.pickup_at)}.",
             {"load_id": load.id},
-            invalidates=("loads", "search"),
+            invalidates=("loads",),  # a new id may have been cached as unknown
         )
 
     return ToolRegistry(
@@ -139,6 +139,7 @@ def company_tools(pool: asyncpg.Pool) -> ToolRegistry:
                 LoadArgs,
                 load_status,
                 "I need a load number to look that up.",
+                cache_ns="loads",
                 cues=r"\b(loads?|shipments?|deliver\w*)\b",
             ),
             Tool(
@@ -147,6 +148,7 @@ def company_tools(pool: asyncpg.Pool) -> ToolRegistry:
                 InventoryArgs,
                 inventory,
                 "Which item should I look for?",
+                cache_ns="inventory",
                 cues=r"\b(stock|inventory|how (many|much)|do we have"
                 r"|(pallets?|cases?|rolls|drums|bags) of)\b",
             ),
@@ -156,6 +158,7 @@ def company_tools(pool: asyncpg.Pool) -> ToolRegistry:
                 EquipmentArgs,
                 equipment,
                 "Which equipment do you mean? Give me an ID or a type.",
+                cache_ns="equipment",
                 cues=r"\b(docks?|doors?|trucks?|trailers?|forklifts?|pallet jacks?|equipment"
                 r"|[a-z]{2,3}-\d+)\b",
             ),

@@ -25,6 +25,30 @@ class ToolResult:
 
 
 @dataclass(frozen=True)
+class ToolUse:
+    """One tool call of a turn, as kept in the conversation history."""
+
+    name: str
+    arguments: dict[str, Any]
+    spoken: str
+    data: dict[str, Any]
+    ok: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "arguments": self.arguments,
+            "spoken": self.spoken,
+            "data": self.data,
+            "ok": self.ok,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ToolUse:
+        return cls(d["name"], d["arguments"], d["spoken"], d["data"], d["ok"])
+
+
+@dataclass(frozen=True)
 class Tool(Generic[A]):
     name: str
     description: str
@@ -32,6 +56,7 @@ class Tool(Generic[A]):
     run: Callable[[A], Awaitable[ToolResult]]
     when_invalid: str  # spoken when the arguments do not validate
     cues: str = ""  # regex of words that make this tool a candidate (the router's cheap gate)
+    cache_ns: str | None = None  # cache namespace of its results; None: never cached (writes)
 
     def schema(self) -> dict[str, Any]:
         """OpenAI-style function schema."""

@@ -90,7 +90,7 @@ async def test_orchestrator_keeps_history_and_a_cut_reply(chat: LlamaChat) -> No
 
 async def test_whole_turn_in_process(stt, chat: LlamaChat) -> None:  # type: ignore[no-untyped-def]
     backend = LocalBackend(stt, Orchestrator(chat, LlmArgs()), build_tts(TtsArgs()))
-    result = await run_turn(backend, _speech(QUESTIONS[0]), "t1")
+    result = await run_turn(backend, _speech(QUESTIONS[0]))
     assert wer(QUESTIONS[0], result.transcript) <= 0.15
     assert result.reply and len(result.pcm) > 22_050  # at least half a second of speech
     t = result.timings

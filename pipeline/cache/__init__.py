@@ -1,0 +1,5 @@
+"""The shared cache: namespaces with TTLs over Redis or a bounded in-memory store.
+
+`core.CacheCore` is the logic the cache actor runs (single-flight leases, invalidation,
+Redis outage bypass, counters); `client.Cache` is what callers use (`get_or_compute`).
+"""

@@ -1,0 +1,140 @@
+"""Conversation turns in Postgres: one row per message, upserted by (conversation, turn, seq).
+
+A turn is written again when it changes (a reply cut by barge-in keeps only what was
+heard) and when a write is retried: both are idempotent upserts.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from pipeline.tools.registry import ToolUse
+
+USER, TOOL, ASSISTANT = 0, 1, 2  # seq of each message within a turn
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    conversation_id: str
+    turn_id: str
+    at: datetime  # when the user finished speaking; orders turns even when writes are retried
+    user_text: str
+    assistant_text: str
+    tool_use: ToolUse | None = None
+    timings: dict[str, Any] = field(default_factory=dict)
+    interrupted: bool = False
+
+
+_UPSERT = """
+INSERT INTO messages (conversation_id, turn_id, seq, role, content, tool_name, tool_args,
+                      tool_result, timings, interrupted, created_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9::jsonb, $10, $11)
+ON CONFLICT (conversation_id, turn_id, seq) DO UPDATE SET
+    content = EXCLUDED.content, tool_result = EXCLUDED.tool_result,
+    timings = EXCLUDED.timings, interrupted = EXCLUDED.interrupted
+"""
+
+
+async def save_turn(pool: asyncpg.Pool, t: TurnRecord) -> None:
+    rows: list[tuple[Any, ...]] = [
+        (t.conversation_id, t.turn_id, USER, "user", t.user_text, None, None, None, None, False)
+    ]
+    if t.tool_use is not None:
+        u = t.tool_use
+        result = json.dumps({"spoken": u.spoken, "data": u.data, "ok": u.ok}, default=str)
+        rows.append(
+            (
+                t.conversation_id,
+                t.turn_id,
+                TOOL,
+                "tool",
+                u.spoken,
+                u.name,
+                json.dumps(u.arguments, default=str),
+                result,
+                None,
+                False,
+            )
+        )
+    rows.append(
+        (
+            t.conversation_id,
+            t.turn_id,
+            ASSISTANT,
+            "assistant",
+            t.assistant_text,
+            None,
+            None,
+            None,
+            json.dumps(t.timings),
+            t.interrupted,
+        )
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            """INSERT INTO conversations (id, created_at) VALUES ($1, $2)
+               ON CONFLICT (id) DO UPDATE SET updated_at = now()""",
+            t.conversation_id,
+            t.at,
+        )
+        await conn.executemany(_UPSERT, [(*r, t.at) for r in rows])
+
+
+async def load_turns(pool: asyncpg.Pool, conversation_id: str, *, last: int) -> list[TurnRecord]:
+    """The conversation's last `last` turns, oldest first."""
+    rows = await pool.fetch(
+        """SELECT turn_id, seq, content, tool_name, tool_args, tool_result, timings,
+                  interrupted, created_at
+           FROM messages
+           WHERE conversation_id = $1 AND turn_id IN (
+               SELECT turn_id FROM messages WHERE conversation_id = $1 AND seq = 0
+               ORDER BY created_at DESC, id DESC LIMIT $2)
+           ORDER BY created_at, turn_id, seq""",
+        conversation_id,
+        last,
+    )
+    turns: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        t = turns.setdefault(r["turn_id"], {"at": r["created_at"], "user": "", "assistant": ""})
+        if r["seq"] == USER:
+            t["user"] = r["content"]
+        elif r["seq"] == TOOL:
+            result = json.loads(r["tool_result"])
+            t["tool"] = ToolUse(
+                r["tool_name"],
+                json.loads(r["tool_args"]),
+                result["spoken"],
+                result["data"],
+                result["ok"],
+            )
+        else:
+            t["assistant"] = r["content"]
+            t["timings"] = json.loads(r["timings"]) if r["timings"] else {}
+            t["interrupted"] = r["interrupted"]
+    return [
+        TurnRecord(
+            conversation_id,
+            turn_id,
+            t["at"],
+            t["user"],
+            t["assistant"],
+            t.get("tool"),
+            t.get("timings", {}),
+            t.get("interrupted", False),
+        )
+        for turn_id, t in turns.items()
+    ]
+
+
+async def conversation_times(
+    pool: asyncpg.Pool, conversation_id: str
+) -> tuple[datetime, datetime] | None:
+    row = await pool.fetchrow(
+        "SELECT created_at, updated_at FROM conversations WHERE id = $1", conversation_id
+    )
+    return None if row is None else (row["created_at"], row["updated_at"])
