@@ -164,7 +164,12 @@ class Ingress:
         parts = await asyncio.gather(
             self._stt.stats.remote(), self._llm.stats.remote(), self._tts.stats.remote()
         )
-        out: dict[str, Any] = {}
+        out: dict[str, Any] = {
+            "ingress": {
+                "replica": serve.get_replica_context().replica_id.unique_id,
+                "conversation_writes": self._conversations.stats(),
+            }
+        }
         for part in parts:
             out.update(part)
         return out

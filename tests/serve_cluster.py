@@ -23,6 +23,7 @@ import yaml
 
 from pipeline.config import Settings
 from pipeline.store.embedded import stop_embedded
+from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
@@ -47,6 +48,7 @@ class ServeApp:
     dashboard: str
     config: dict[str, Any]
     workdir: Path
+    redis: RedisServer  # the cache's Redis (REDIS_URL of the cluster), a test may stop it
 
     def deploy(self, config: dict[str, Any]) -> None:
         path = self.workdir / f"serve_config_{time.monotonic_ns()}.yaml"
@@ -80,6 +82,8 @@ class ServeApp:
 def serve_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeApp]:
     workdir = tmp_path_factory.mktemp("serve")
     gcs, dash, http = free_port(), free_port(), free_port()
+    redis = RedisServer()
+    redis.start()
     head = subprocess.Popen(
         [
             str(BIN / "ray"),
@@ -94,7 +98,7 @@ def serve_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeApp]:
             "--disable-usage-stats",
         ],
         cwd=ROOT,
-        env={**os.environ, **RAY_ENV},
+        env={**os.environ, **RAY_ENV, "REDIS_URL": redis.url},
         stdout=open(workdir / "ray.log", "wb"),  # noqa: SIM115 - lives as long as the cluster
         stderr=subprocess.STDOUT,
         start_new_session=True,
@@ -105,7 +109,7 @@ def serve_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeApp]:
     args = config["applications"][0]["args"]
     args.setdefault("session_limits", {})["idle_timeout_s"] = 8
     args["llm"]["tools"] = True  # opt-in today (see LlmArgs.tools); the tests cover them
-    app = ServeApp(f"http://127.0.0.1:{http}", f"http://127.0.0.1:{dash}", config, workdir)
+    app = ServeApp(f"http://127.0.0.1:{http}", f"http://127.0.0.1:{dash}", config, workdir, redis)
     try:
         app.wait_until(
             lambda: httpx.get(f"{app.dashboard}/api/version", timeout=5).status_code == 200, 120
@@ -119,12 +123,22 @@ def serve_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeApp]:
             head.wait(timeout=60)
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
+        redis.stop()
         # The app's embedded Postgres (DATABASE_URL is unset here) outlives killed replicas.
         stop_embedded(Settings().cache_dir / "pgdata")
         # `ray start` left its address behind; a later bare `ray.init()` would wait on it.
         current = Path("/tmp/ray/ray_current_cluster")
         if current.exists() and current.read_text().strip() == f"127.0.0.1:{gcs}":
             current.unlink()
+
+
+def restart_ingress(app: ServeApp, env: dict[str, str]) -> None:
+    """Redeploy with the ingress's env changed: Serve replaces its replicas (new processes)."""
+    config = copy.deepcopy(app.config)
+    (application,) = config["applications"]
+    ingress = next(d for d in application["deployments"] if d["name"] == "Ingress")
+    ingress["ray_actor_options"]["runtime_env"] = {"env_vars": env}
+    app.deploy(config)
 
 
 @pytest.fixture

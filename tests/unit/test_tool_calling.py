@@ -8,14 +8,19 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from pipeline.config import LlmArgs, Settings
+from pipeline.cache.client import Cache
+from pipeline.cache.core import CacheCore
+from pipeline.cache.store import MemoryStore
+from pipeline.config import CacheTtls, LlmArgs, Settings
 from pipeline.factory import build_chat
 from pipeline.orchestrator import Orchestrator
+from pipeline.providers.base import ChatMessage
 from pipeline.providers.llama import LlamaChat
 from pipeline.store import company
 from pipeline.store.seed import seed
 from pipeline.tools.company import EXAMPLES, GUIDE, company_tools
-from pipeline.tools.router import ToolRouter
+from pipeline.tools.cached import CachedTools
+from pipeline.tools.router import ToolCall, ToolRouter
 from tests.pg import fresh_pool
 
 
@@ -73,3 +78,38 @@ async def test_small_talk_uses_no_tool(orchestrator: Orchestrator, chat: LlamaCh
     router = ToolRouter(chat, company_tools(None), EXAMPLES, GUIDE)  # type: ignore[arg-type]
     assert await router.route("Tell me a joke about trucks.") is None
     assert await ask(orchestrator, "Good evening!")
+
+
+async def test_routing_and_results_through_the_cache(chat: LlamaChat, pool: asyncpg.Pool) -> None:
+    core = CacheCore(MemoryStore(), CacheTtls().model_dump())
+    cache = Cache(core)
+    registry = company_tools(pool)
+    tools = CachedTools(ToolRouter(chat, registry, EXAMPLES, GUIDE), registry, cache)
+    orch = Orchestrator(chat, LlmArgs(), tools=tools, cache=cache)
+
+    assert await ask(orch, "Where is load 10000?") == "I could not find load 10000."
+    assert await ask(orch, "where is load 10000") == "I could not find load 10000."
+    ns = core.stats()["namespaces"]
+    assert (ns["search"]["hits"], ns["loads"]["hits"]) == (1, 1)  # no model call, no query
+
+    # A write (the next load id is 10000) invalidates what it changes.
+    done = await tools.call(
+        ToolCall(
+            "schedule_pickup",
+            {"origin": "Omaha", "destination": "Memphis", "pickup_at": "2026-12-01T09:00:00"},
+        )
+    )
+    assert done.ok and "Load 10000" in done.spoken
+    answer = await ask(orch, "Where is load 10000?")
+    assert "Omaha" in answer and "Memphis" in answer
+    assert core.stats()["namespaces"]["loads"]["invalidations"] == 1
+
+
+async def test_identical_prompts_share_a_cached_reply(chat: LlamaChat) -> None:
+    core = CacheCore(MemoryStore(), CacheTtls().model_dump())
+    orch = Orchestrator(chat, LlmArgs(), cache=Cache(core))
+    messages = [ChatMessage("user", "Say hello to the night shift.")]
+    first = "".join([d async for d in orch.chat(messages, max_tokens=None, temperature=None)])
+    again = [d async for d in orch.chat(messages, max_tokens=None, temperature=None)]
+    assert again == [first]  # the whole reply at once, no generation
+    assert core.stats()["namespaces"]["llm"]["hits"] == 1

@@ -1,0 +1,113 @@
+"""Conversation history written behind to the real Postgres: order, corrections, resume, and
+a database that goes away and comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from pipeline.conversations import ConversationLog
+from pipeline.store.conversations import TurnRecord
+from pipeline.store.db import open_pool
+from pipeline.tools.registry import ToolUse
+from tests.pg import DSN, fresh_pool
+from tests.tcp_proxy import TcpProxy
+
+T0 = datetime(2026, 11, 28, 9, tzinfo=UTC)
+TOOL = ToolUse("get_load_status", {"load_id": 427}, "Load 427 is in transit.", {"id": 427}, ok=True)
+
+
+def turn(cid: str, n: int, **kw: object) -> TurnRecord:
+    fields: dict = {
+        "user_text": f"question {n}",
+        "assistant_text": f"answer {n}",
+        "timings": {"stt_ms": 300.0 + n},
+    }
+    fields.update(kw)
+    return TurnRecord(cid, f"turn{n}", T0 + timedelta(seconds=n), **fields)
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[asyncpg.Pool]:
+    async for p in fresh_pool():
+        yield p
+
+
+async def test_turns_are_written_in_order_and_returned(pool: asyncpg.Pool) -> None:
+    log = ConversationLog(lambda: _same(pool))
+    cid = "c-" + uuid.uuid4().hex
+    log.record(turn(cid, 1, tool_use=TOOL))
+    log.record(turn(cid, 2))
+    assert await log.flush()
+    got = await log.get(cid)
+    assert got is not None
+    assert [(t["user"], t["assistant"]) for t in got["turns"]] == [
+        ("question 1", "answer 1"),
+        ("question 2", "answer 2"),
+    ]
+    assert got["turns"][0]["tool"]["arguments"] == {"load_id": 427}
+    assert got["turns"][1]["tool"] is None and got["turns"][1]["timings"] == {"stt_ms": 302.0}
+    assert await log.get("nobody") is None
+    assert log.stats()["written"] == 2
+
+
+async def test_a_barged_in_reply_is_rewritten_with_what_was_heard(pool: asyncpg.Pool) -> None:
+    log = ConversationLog(lambda: _same(pool))
+    cid = "c-" + uuid.uuid4().hex
+    log.record(turn(cid, 1, assistant_text="Once upon a time there was a forklift."))
+    log.record(turn(cid, 1, assistant_text="Once upon a time", interrupted=True))
+    assert await log.flush()
+    got = await log.get(cid)
+    assert got is not None and len(got["turns"]) == 1
+    assert got["turns"][0]["assistant"] == "Once upon a time" and got["turns"][0]["interrupted"]
+
+
+async def test_a_new_process_resumes_the_history(pool: asyncpg.Pool) -> None:
+    cid = "c-" + uuid.uuid4().hex
+    first = ConversationLog(lambda: _same(pool), history_turns=2)
+    for n in range(1, 4):
+        first.record(turn(cid, n))
+    assert await first.flush()
+    restarted = ConversationLog(lambda: _same(pool), history_turns=2)  # nothing in memory
+    history = await restarted.history(cid)
+    assert [m.content for m in history] == ["question 2", "answer 2", "question 3", "answer 3"]
+
+
+async def test_postgres_down_turns_are_kept_and_written_when_it_is_back(
+    pool: asyncpg.Pool,
+) -> None:
+    schema = await pool.fetchval("SELECT current_schema()")
+    proxy = TcpProxy(5432)
+    await proxy.start()
+    dsn = DSN.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+
+    async def connect() -> asyncpg.Pool:
+        return await open_pool(dsn, server_settings={"search_path": schema}, timeout=2)
+
+    log = ConversationLog(connect, retry_initial_s=0.1, retry_max_s=0.3, read_timeout_s=1)
+    cid = "c-" + uuid.uuid4().hex
+    log.record(turn(cid, 1))
+    assert await log.flush()
+
+    await proxy.stop()  # Postgres is gone for this process
+    log.record(turn(cid, 2))  # does not wait, does not raise
+    log.record(turn(cid, 3))
+    assert await log.history("other") == []  # reads degrade to no history
+    await asyncio.sleep(1.0)
+    assert log.stats()["retries"] >= 2 and log.stats()["pending"] >= 1
+
+    await proxy.start()
+    assert await log.flush(timeout_s=15)
+    got = await log.get(cid)
+    assert got is not None and [t["turn_id"] for t in got["turns"]] == ["turn1", "turn2", "turn3"]
+    await log.close()
+    await proxy.stop()
+
+
+async def _same(pool: asyncpg.Pool) -> asyncpg.Pool:
+    return pool
