@@ -3,8 +3,9 @@
 Protocol (one round trip on a hit): `lookup` answers HIT with the value, LEASE (compute it,
 then `fill` or `abandon`), or BYPASS (compute it, do not fill: the lease holder gave up or
 took too long). While the store is down, lookups get LEASE and fills reach only the
-callers waiting on them: requests are served, the store is skipped. Concurrent lookups of a key that is being computed wait for
-the holder's `fill` instead of computing again (single-flight).
+callers waiting on them: requests are served, the store is skipped. Concurrent lookups
+of a key that is being computed wait for the holder's `fill` instead of computing again
+(single-flight).
 
 Keys carry the namespace's generation: invalidating a namespace increments it, so every
 old entry becomes unreachable at once and expires by TTL. Keys and values also carry a

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-import websockets
+from websockets.sync.client import connect
 
 from tests.serve_cluster import ServeApp, restart_ingress
 from tests.speech import speech_wav
@@ -80,7 +80,7 @@ def _replica(app: ServeApp) -> str:
     return str(httpx.get(f"{app.url}/v1/stats", timeout=30).json()["ingress"]["replica"])
 
 
-async def test_history_is_persisted_returned_and_resumed_after_a_restart(
+def test_history_is_persisted_returned_and_resumed_after_a_restart(
     serve_app: ServeApp,
 ) -> None:
     sid = "conv-" + uuid.uuid4().hex[:8]
@@ -105,8 +105,8 @@ async def test_history_is_persisted_returned_and_resumed_after_a_restart(
         assert three["history_turns"] == 2  # loaded from Postgres by the new replica
         # A voice session continues the same conversation.
         url = serve_app.url.replace("http", "ws") + f"/v1/sessions?conversation_id={sid}"
-        async with websockets.connect(url) as ws:
-            created = json.loads(await ws.recv())
+        with connect(url) as ws:
+            created = json.loads(ws.recv(timeout=30))
         assert created["conversation_id"] == sid and created["history_turns"] == 3
     finally:
         serve_app.deploy(serve_app.config)

@@ -18,8 +18,8 @@ from pipeline.providers.base import ChatMessage
 from pipeline.providers.llama import LlamaChat
 from pipeline.store import company
 from pipeline.store.seed import seed
-from pipeline.tools.company import EXAMPLES, GUIDE, company_tools
 from pipeline.tools.cached import CachedTools
+from pipeline.tools.company import EXAMPLES, GUIDE, company_tools
 from pipeline.tools.router import ToolCall, ToolRouter
 from tests.pg import fresh_pool
 

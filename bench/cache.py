@@ -1,0 +1,195 @@
+"""Cache benchmark, in one plain process (no Ray): the embedded model, the real Postgres and
+the real Redis of this machine.
+
+1. Tool calls (routing + the tool's query) over a repeated question mix: no cache (the
+   baseline) vs the cache in memory vs Redis; latency of misses and hits, hit rates.
+2. Turns (speech in -> first reply audio) on repeated small-talk questions, with and
+   without the LLM response cache.
+
+    scripts/bench.sh cache [--asks 80] [--turns 12]
+DATABASE_URL (default: the local `test` database; a throwaway schema) and REDIS_URL
+(default: the local Redis; a fresh key prefix per run) choose the servers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+
+from bench.common import write_results
+from pipeline import audio
+from pipeline.cache.client import Cache
+from pipeline.cache.core import CacheCore
+from pipeline.cache.store import KeyValueStore, MemoryStore, RedisStore
+from pipeline.config import AppArgs, CacheTtls, Settings
+from pipeline.factory import build_chat, build_stt, build_tts
+from pipeline.local import LocalBackend
+from pipeline.metrics import summarize
+from pipeline.orchestrator import Orchestrator, Tools
+from pipeline.store.db import open_pool
+from pipeline.store.seed import seed
+from pipeline.tools.cached import CachedTools
+from pipeline.tools.company import EXAMPLES, GUIDE, company_tools
+from pipeline.tools.router import ToolRouter
+from pipeline.turn import run_turn
+
+DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+QUESTIONS = [
+    *[f"What is the status of load {n}?" for n in (427, 215, 3051, 88, 120, 301, 999, 42)],
+    "How many pallets of bottled water are in the north warehouse?",
+    "How much rice is in the south warehouse?",
+    "Do we have motor oil in the east warehouse?",
+    "How many cases of paper towels do we have?",
+    "Are any trailers in maintenance?",
+    "Which trucks are available?",
+    "Is forklift FL-07 working?",
+    "Is dock door DD-03 free?",
+    "Good morning, how are you?",
+    "Thanks, that is all.",
+]
+SMALL_TALK = [
+    "What time does the night shift start?",
+    "What should I do if a driver arrives early?",
+    "How long does it take to unload a full trailer?",
+]
+
+
+def question_mix(asks: int, seed_: int = 7) -> list[str]:
+    """Some questions are asked far more often than others (weights 1/rank)."""
+    weights = [1 / (rank + 1) for rank in range(len(QUESTIONS))]
+    return random.Random(seed_).choices(QUESTIONS, weights=weights, k=asks)
+
+
+async def schema_pool() -> AsyncIterator[asyncpg.Pool]:
+    schema = "bench_" + uuid.uuid4().hex[:10]
+    admin = await asyncpg.connect(DSN)
+    await admin.execute(f'CREATE SCHEMA "{schema}"')
+    pool = await open_pool(DSN, server_settings={"search_path": schema})
+    try:
+        await seed(pool)
+        yield pool
+    finally:
+        await pool.close()
+        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        await admin.close()
+
+
+def new_core(kind: str) -> CacheCore:
+    store: KeyValueStore = MemoryStore() if kind == "memory" else RedisStore(REDIS, timeout_s=0.1)
+    prefix = "bench-" + uuid.uuid4().hex[:8]  # a fresh, cold cache in a shared Redis
+    return CacheCore(store, CacheTtls().model_dump(), prefix=prefix)
+
+
+async def tool_calls(
+    router: ToolRouter, registry: Any, kind: str, mix: list[str]
+) -> dict[str, Any]:
+    core = new_core(kind) if kind != "none" else None
+    tools: Tools = router if core is None else CachedTools(router, registry, Cache(core))
+    samples: dict[str, list[float]] = {"miss": [], "hit": []}
+    for question in mix:
+        hits_before = core.stats()["namespaces"]["search"]["hits"] if core else 0
+        start = time.perf_counter()
+        call = await tools.route(question)
+        if call is not None:
+            await tools.call(call)
+        ms = (time.perf_counter() - start) * 1000
+        hit = core is not None and core.stats()["namespaces"]["search"]["hits"] > hits_before
+        samples["hit" if hit else "miss"].append(ms)
+    out: dict[str, Any] = {"samples": samples}
+    if core is not None:
+        out["stats"] = core.stats()["namespaces"]
+        await core.close()
+    return out
+
+
+async def turns(backend: LocalBackend, wavs: list[bytes], system: str) -> list[float]:
+    first_audio = []
+    for wav in wavs:
+        samples = audio.decode_audio(wav, max_seconds=30)
+        result = await run_turn(backend, samples, (), system)
+        assert result.timings.tts_first_audio_ms is not None
+        first_audio.append(result.timings.tts_first_audio_ms)
+    return first_audio
+
+
+def row(name: str, values: list[float], extra: str = "") -> str:
+    if not values:
+        return f"| {name} | 0 | - | - | - | {extra} |"
+    p = summarize(values)
+    cells = [name, str(len(values)), *(f"{p[k]:.0f}" for k in ("p50", "p90", "p99")), extra]
+    return "| " + " | ".join(cells) + " |"
+
+
+async def run(asks: int, repeats: int) -> tuple[str, dict[str, Any]]:
+    args = AppArgs()
+    cache_dir = Settings().cache_dir
+    chat = build_chat(args.llm, cache_dir)
+    mix = question_mix(asks)
+    raw: dict[str, Any] = {"mix": mix}
+    lines = [
+        f"## Tool calls (routing + query), {asks} asks of {len(QUESTIONS)} questions (1/rank)",
+        "",
+        "| cache | calls | P50 ms | P90 ms | P99 ms | hit rate (search / tool results) |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    async for pool in schema_pool():
+        registry = company_tools(pool)
+        router = ToolRouter(chat, registry, EXAMPLES, GUIDE)
+        await router.route(QUESTIONS[0])  # load the few-shot prefixes into the KV cache
+        for kind in ("none", "memory", "redis"):
+            result = await tool_calls(router, registry, kind, mix)
+            raw[kind] = result
+            s = result["samples"]
+            if kind == "none":
+                lines.append(row("none (baseline)", s["miss"]))
+                continue
+            ns = result["stats"]
+            rates = " / ".join(
+                f"{n} {ns[n]['hit_rate']:.0%}"
+                for n in ("search", "loads", "inventory", "equipment")
+            )
+            lines.append(row(f"{kind}: miss", s["miss"], rates))
+            lines.append(row(f"{kind}: hit", s["hit"]))
+
+    tts = build_tts(args.tts)
+    pcms = await tts.synthesize_batch([*SMALL_TALK, "Good evening."])
+    *questions, warm = [audio.encode_wav(p, tts.sample_rate) for p in pcms]
+    wavs = questions * repeats
+    stt = build_stt(args.stt, cache_dir)
+    lines += [
+        "",
+        f"## Turns: speech in -> first reply audio, {len(SMALL_TALK)} small-talk questions x"
+        f" {repeats}",
+        "",
+        "| LLM response cache | turns | P50 ms | P90 ms | P99 ms | |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for name, cache in (("off", None), ("on (memory)", Cache(new_core("memory")))):
+        backend = LocalBackend(stt, Orchestrator(chat, args.llm, cache=cache), tts)
+        await turns(backend, [warm], args.llm.system_prompt)  # warm-up (not counted)
+        first_audio = await turns(backend, wavs, args.llm.system_prompt)
+        raw[f"turns {name}"] = first_audio
+        lines.append(row(name, first_audio))
+    return "\n".join(lines) + "\n", raw
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--asks", type=int, default=80)
+    parser.add_argument("--turns", type=int, default=4, help="repeats of each small-talk question")
+    a = parser.parse_args()
+    md, raw = asyncio.run(run(a.asks, a.turns))
+    write_results("cache", md, raw)
+
+
+if __name__ == "__main__":
+    main()
