@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import asyncpg
 from pydantic import BaseModel, Field, field_validator
@@ -24,6 +24,12 @@ def _clock(t: datetime | None) -> str:
         return "no time set"
     t = t.astimezone(UTC)
     return t.strftime("%A at %-I:%M %p").replace(":00 ", " ")
+
+
+def _one_number(question: str) -> dict[str, Any] | None:
+    """{"load_id": n} when the question holds exactly one number (digits, after normalising)."""
+    numbers = re.findall(r"(?<![\w-])\d{1,8}(?![\w-])", question)
+    return {"load_id": int(numbers[0])} if len(numbers) == 1 else None
 
 
 class LoadArgs(BaseModel):
@@ -140,6 +146,7 @@ def company_tools(pool: asyncpg.Pool) -> ToolRegistry:
                 load_status,
                 "I need a load number to look that up.",
                 cache_ns="loads",
+                quick_args=_one_number,
                 cues=r"\b(loads?|shipments?|deliver\w*)\b",
             ),
             Tool(

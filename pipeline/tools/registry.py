@@ -57,6 +57,9 @@ class Tool(Generic[A]):
     when_invalid: str  # spoken when the arguments do not validate
     cues: str = ""  # regex of words that make this tool a candidate (the router's cheap gate)
     cache_ns: str | None = None  # cache namespace of its results; None: never cached (writes)
+    # Arguments read straight from the question when that is unambiguous (e.g. the one
+    # number in "where is load 427?"): saves the model's argument step (~0.7 s on 2 cores).
+    quick_args: Callable[[str], dict[str, Any] | None] | None = None
 
     def schema(self) -> dict[str, Any]:
         """OpenAI-style function schema."""
