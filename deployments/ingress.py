@@ -127,6 +127,13 @@ class Ingress:
             lambda: open_database(Settings()), history_turns=args.llm.history_turns
         )
 
+    async def __del__(self) -> None:
+        """Graceful shutdown (Serve awaits this): write the turns still queued, then close."""
+        if not await self._conversations.flush(timeout_s=10):
+            pending = self._conversations.stats()["pending"]
+            log.error("shutting down with %d conversation turns unwritten", pending)
+        await self._conversations.close()
+
     async def _sample_rate(self) -> int:
         if self._tts_rate is None:
             self._tts_rate = await self._tts.sample_rate.remote()

@@ -14,24 +14,38 @@ from datetime import date, datetime, time, timedelta
 
 # --- numbers ---------------------------------------------------------------------------
 
-_UNITS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine".split())}
+_UNITS = {
+    w: i
+    for i, w in enumerate(
+        ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+    )
+}
 _TEENS = {
     w: i + 10
     for i, w in enumerate(
-        "ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
+        (
+            "ten",
+            "eleven",
+            "twelve",
+            "thirteen",
+            "fourteen",
+            "fifteen",
+            "sixteen",
+            "seventeen",
+            "eighteen",
+            "nineteen",
+        )
     )
 }
 _TENS = {
-    w: (i + 2) * 10
-    for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())
+    w: i * 10 + 20
+    for i, w in enumerate(
+        ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
+    )
 }
 _SCALES = {"thousand": 1_000, "million": 1_000_000}
 _STARTS = (_UNITS.keys() | _TEENS.keys() | _TENS.keys()) - {"zero"}  # may follow "and"
-_NUMBER_WORDS = _UNITS.keys() | _TEENS.keys() | _TENS.keys() | _SCALES.keys() | {
-    "hundred",
-    "oh",
-    "and",
-}
+_NUMBER_WORDS = _STARTS | _SCALES.keys() | {"zero", "hundred", "oh", "and"}
 _ORDINAL = re.compile(
     r"first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth"
     r"|\w+teenth|\w+tieth|hundredth|thousandth|millionth"
@@ -87,7 +101,7 @@ def _numbers(tokens: list[str]) -> list[tuple[int, int, str]]:
     found = []
     k = 0
     while k < len(tokens):
-        start, parts = k, []
+        start, parts = k, list[str]()
         while k < len(tokens):
             if tokens[k] == "oh" and parts:
                 parts.append("0")
@@ -167,7 +181,7 @@ _DAY = (
     rf"|(?:(?:the\s+)?day\s+after\s+tomorrow|today|tomorrow|in\s+(?:\d+|an?|one)\s+days?"
     rf"|(?:(?:next|this|coming)\s+)?(?:{'|'.join(_WEEKDAYS)}))(?:\s+{_PART})?)"
 )
-_CLOCK = r"(?:\d{1,2}(?::\d{2})?|\d{3,4}|one)(?!\d)"  # 9, 9:30, 930 (from "nine thirty")
+_CLOCK = r"(?:\d{1,2}(?::\d{2})?|\d{3,4}|one)(?!\d|[.:]\d)"  # 9, 9:30, 930 (from "nine thirty")
 _AMPM = r"(?:[ap]m\b|[ap]\.m\.)"
 _TIME = (
     rf"(?:(?:at\s+)?noon|at\s+{_CLOCK}(?:\s*{_AMPM})?(?:\s*o'?clock)?|{_CLOCK}\s*{_AMPM})"
@@ -229,9 +243,15 @@ def _rewrite(m: re.Match[str], now: datetime) -> str:
         return _format(when.date(), (when.hour, when.minute), text, m.start())
     day_phrase = m["day"] or m["day2"]
     time_phrase = m["time"] or m["time2"] or m["time3"]
-    if m["time3"] and not _is_time(m["time3"], text, m.end()):
-        return m[0]
-    day, day_part = _day(day_phrase, now.date()) if day_phrase else (None, None)
+    if not day_phrase:  # a time alone: the next time it comes round
+        clock = _clock(time_phrase, _part(time_phrase))
+        if clock is None or not _is_time(time_phrase, text, m.end()):
+            return m[0]
+        day = now.date()
+        if datetime.combine(day, time(*clock), now.tzinfo) <= now:
+            day += timedelta(days=1)
+        return _format(day, clock, text, m.start())
+    day, day_part = _day(day_phrase, now.date())
     part = _part(time_phrase) or day_part
     if time_phrase:
         clock = _clock(time_phrase, part)
@@ -239,11 +259,6 @@ def _rewrite(m: re.Match[str], now: datetime) -> str:
             return m[0]  # "at 45": not a time
     else:
         clock = _PART_TIMES[part] if part else None
-    if day is None and clock is not None:  # a time alone: the next time it comes round
-        day = now.date()
-        if datetime.combine(day, time(*clock), now.tzinfo) <= now:
-            day += timedelta(days=1)
-    assert day is not None
     return _format(day, clock, text, m.start())
 
 

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 
 from pipeline.providers.base import ChatMessage
+from pipeline.tools.normalize import numbers_to_digits, resolve_dates
 from pipeline.tools.registry import ToolRegistry, ToolResult
 
 NONE = "none"
@@ -76,6 +77,9 @@ class ToolRouter:
 
     async def route(self, question: str, *, now: datetime | None = None) -> ToolCall | None:
         """The tool call for `question`, or None when no tool applies."""
+        now = now or datetime.now(UTC)
+        # digits and ISO dates the small model can copy: it miscounts "four hundred twenty seven"
+        question = resolve_dates(numbers_to_digits(question), now)
         candidates = self._registry.candidates(question)
         if not candidates:
             return None  # no cue word of any tool: small talk, answered without a model call
@@ -87,7 +91,9 @@ class ToolRouter:
         tool = self._registry.get(picked.strip())
         if tool is None:
             return None
-        today = (now or datetime.now(UTC)).strftime("%A %Y-%m-%d %H:%M")
+        if tool.quick_args is not None and (quick := tool.quick_args(question)) is not None:
+            return ToolCall(tool.name, quick)  # unambiguous in the words: no model step
+        today = now.strftime("%A %Y-%m-%d %H:%M")
         shots = [
             (e.question, json.dumps(e.arguments))
             for e in self._examples

@@ -116,3 +116,16 @@ def test_history_is_persisted_returned_and_resumed_after_a_restart(
     assert missing.status_code == 404 and "no conversation" in missing.text
     bad = httpx.get(f"{serve_app.url}/v1/conversations/{'x' * 200}", timeout=30)
     assert bad.status_code == 400
+
+
+def test_repeated_replies_and_sentences_come_from_the_cache(serve_app: ServeApp) -> None:
+    before = _stats(serve_app)
+    reply = _ask(serve_app, "Say good night to the night shift.")
+    assert _ask(serve_app, "Say good night to the night shift.") == reply
+    # The tool's sentence about load 427 is the same both times: its audio is synthesized once.
+    one = _turn(serve_app, "What is the status of load 427?", "tts-a-" + uuid.uuid4().hex[:6])
+    two = _turn(serve_app, "What is the status of load 427?", "tts-b-" + uuid.uuid4().hex[:6])
+    assert one["reply"] == two["reply"]
+    after = _stats(serve_app)
+    assert _hits(after, "llm") > _hits(before, "llm")
+    assert _hits(after, "tts") > _hits(before, "tts")

@@ -1,5 +1,6 @@
 import base64
 import io
+import uuid
 
 import httpx
 import pytest
@@ -31,10 +32,11 @@ def test_health_and_readiness(serve_app: ServeApp) -> None:
 
 
 def test_spoken_question_round_trip(serve_app: ServeApp) -> None:
-    body = _turn(serve_app, speech_wav(QUESTIONS[0]), session_id="round-trip")
+    sid = f"round-{uuid.uuid4().hex[:8]}"
+    body = _turn(serve_app, speech_wav(QUESTIONS[0]), session_id=sid)
     assert wer(QUESTIONS[0], body["transcript"]) <= 0.15, body["transcript"]
     assert body["reply"].strip()
-    assert body["session_id"] == "round-trip"
+    assert body["session_id"] == sid
     samples, rate = sf.read(io.BytesIO(base64.b64decode(body["audio"]["data"])))
     assert rate == body["audio"]["sample_rate"] == 22_050
     assert len(samples) / rate > 0.5 and abs(samples).max() > 0.05
@@ -44,9 +46,12 @@ def test_spoken_question_round_trip(serve_app: ServeApp) -> None:
 
 
 def test_history_is_kept_per_session(serve_app: ServeApp) -> None:
-    _turn(serve_app, speech_wav(QUESTIONS[2]), session_id="hist-1")
-    second = _turn(serve_app, speech_wav(QUESTIONS[5]), session_id="hist-1")
-    assert wer(QUESTIONS[5], second["transcript"]) <= 0.15
+    sid, other = (f"hist-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    first = _turn(serve_app, speech_wav(QUESTIONS[2]), session_id=sid)
+    second = _turn(serve_app, speech_wav(QUESTIONS[5]), session_id=sid)
+    elsewhere = _turn(serve_app, speech_wav(QUESTIONS[5]), session_id=other)
+    assert (first["history_turns"], second["history_turns"]) == (0, 1)
+    assert elsewhere["history_turns"] == 0
 
 
 @pytest.mark.parametrize(
@@ -62,12 +67,13 @@ def test_other_rates_channels_and_sample_formats(
 
 
 def test_multipart_upload(serve_app: ServeApp) -> None:
+    sid = f"multi-{uuid.uuid4().hex[:8]}"
     r = httpx.post(
         f"{serve_app.url}/v1/turn",
         files={"file": ("q.wav", speech_wav(QUESTIONS[3]), "audio/wav")},
-        data={"session_id": "multi-1"},
+        data={"session_id": sid},
         timeout=120,
     )
     assert r.status_code == 200, r.text
-    assert r.json()["session_id"] == "multi-1"
+    assert r.json()["session_id"] == sid
     assert wer(QUESTIONS[3], r.json()["transcript"]) <= 0.15
