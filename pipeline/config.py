@@ -48,9 +48,9 @@ class LlmArgs(BaseModel):
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)
     history_turns: int = Field(default=6, ge=0, le=100, description="past turns sent to the model")
     max_sessions: int = Field(default=10_000, ge=1, description="sessions kept in memory (LRU)")
-    # Off by default until tool routing is fast: on 2 cores a routed question costs ~1 s of
-    # extra model time (bench/sessions.py: V2V P50 1.9 s with tools vs 0.8 s without).
-    tools: bool = Field(default=False, description="company tools over Postgres (DATABASE_URL)")
+    # Company questions are answered from the database, never invented. Routing costs model
+    # time the first time a question is asked (the `search` cache answers repeats).
+    tools: bool = Field(default=True, description="company tools over Postgres (DATABASE_URL)")
     timeout_s: float = Field(default=60.0, gt=0)
 
 

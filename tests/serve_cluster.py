@@ -108,7 +108,6 @@ def serve_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeApp]:
     # Short idle timeout so a test can watch it fire; no other test idles this long.
     args = config["applications"][0]["args"]
     args.setdefault("session_limits", {})["idle_timeout_s"] = 8
-    args["llm"]["tools"] = True  # opt-in today (see LlmArgs.tools); the tests cover them
     app = ServeApp(f"http://127.0.0.1:{http}", f"http://127.0.0.1:{dash}", config, workdir, redis)
     try:
         app.wait_until(

@@ -26,10 +26,36 @@ def _clock(t: datetime | None) -> str:
     return t.strftime("%A at %-I:%M %p").replace(":00 ", " ")
 
 
-def _one_number(question: str) -> dict[str, Any] | None:
-    """{"load_id": n} when the question holds exactly one number (digits, after normalising)."""
+def _load_number(question: str) -> dict[str, Any] | None:
+    """The question's one number as the load id; no number: no id (the model would only
+    invent one, so validation asks for it); several: None, the model picks."""
     numbers = re.findall(r"(?<![\w-])\d{1,8}(?![\w-])", question)
-    return {"load_id": int(numbers[0])} if len(numbers) == 1 else None
+    if len(numbers) > 1:
+        return None
+    return {"load_id": int(numbers[0])} if numbers else {}
+
+
+_EQUIPMENT_ID = re.compile(r"\b([A-Z]{2,3}-\d{1,3})\b", re.IGNORECASE)
+_EQUIPMENT_WORDS = {
+    "dock door": r"dock doors?",
+    "truck": r"trucks?",
+    "trailer": r"trailers?",
+    "forklift": r"forklifts?",
+    "pallet jack": r"pallet jacks?",
+}
+_PLACE = re.compile(r"\b(north|south|east|west|yard|warehouse|bay|lot)\b", re.IGNORECASE)
+
+
+def _equipment_words(question: str) -> dict[str, Any] | None:
+    """One equipment id, or one equipment type and no place: read from the words. A place
+    (or anything less clear) goes to the model."""
+    ids = _EQUIPMENT_ID.findall(question)
+    if ids:
+        return {"equipment_id": ids[0].upper()} if len(ids) == 1 else None
+    if _PLACE.search(question):
+        return None
+    kinds = [k for k, p in _EQUIPMENT_WORDS.items() if re.search(rf"\b{p}\b", question, re.I)]
+    return {"type": kinds[0]} if len(kinds) == 1 else None
 
 
 class LoadArgs(BaseModel):
@@ -146,7 +172,7 @@ def company_tools(pool: asyncpg.Pool) -> ToolRegistry:
                 load_status,
                 "I need a load number to look that up.",
                 cache_ns="loads",
-                quick_args=_one_number,
+                quick_args=_load_number,
                 cues=r"\b(loads?|shipments?|deliver\w*)\b",
             ),
             Tool(
@@ -166,6 +192,7 @@ def company_tools(pool: asyncpg.Pool) -> ToolRegistry:
                 equipment,
                 "Which equipment do you mean? Give me an ID or a type.",
                 cache_ns="equipment",
+                quick_args=_equipment_words,
                 cues=r"\b(docks?|doors?|trucks?|trailers?|forklifts?|pallet jacks?|equipment"
                 r"|[a-z]{2,3}-\d+)\b",
             ),
