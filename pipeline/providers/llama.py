@@ -38,9 +38,9 @@ class LlamaChat(ChatModel):
         timeout_s: float = 60.0,
     ) -> None:
         super().__init__(timeout_s=timeout_s)
-        from llama_cpp import Llama
+        from pipeline.providers.llama_lean import LeanStateLlama
 
-        self._llm = Llama(
+        self._llm = LeanStateLlama(
             model_path=str(gguf),
             n_ctx=n_ctx,
             n_threads=n_threads,

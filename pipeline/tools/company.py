@@ -26,10 +26,14 @@ def _clock(t: datetime | None) -> str:
     return t.strftime("%A at %-I:%M %p").replace(":00 ", " ")
 
 
+_DATE_OR_TIME = re.compile(r"\b\d{4}-\d{2}-\d{2}\b|\b\d{1,2}:\d{2}\b")
+
+
 def _load_number(question: str) -> dict[str, Any] | None:
     """The question's one number as the load id; no number: no id (the model would only
     invent one, so validation asks for it); several: None, the model picks."""
-    numbers = re.findall(r"(?<![\w-])\d{1,8}(?![\w-])", question)
+    undated = _DATE_OR_TIME.sub(" ", question)  # "on 2026-11-28 at 14:00" holds no load id
+    numbers = re.findall(r"(?<![\w-])\d{1,8}(?![\w-])", undated)
     if len(numbers) > 1:
         return None
     return {"load_id": int(numbers[0])} if numbers else {}

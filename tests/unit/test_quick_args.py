@@ -22,8 +22,9 @@ def quick(tool: str, question: str) -> dict[str, Any] | None:
         ("What is the status of load 427?", {"load_id": 427}),
         ("Is load 88 delayed?", {"load_id": 88}),
         ("Are there any delayed shipments this afternoon?", {}),  # no id: ask for it
+        ("Any delayed shipments on 2026-11-28 at 14:00?", {}),  # relative dates, resolved
         ("Is load 427 or load 428 late?", None),  # two numbers: the model decides
-        ("Will load 427 arrive on 2026-11-29 at 15:00?", None),
+        ("Will load 427 arrive on 2026-11-29 at 15:00?", {"load_id": 427}),
     ],
 )
 def test_load_number(question: str, args: dict[str, Any] | None) -> None:
