@@ -1,10 +1,11 @@
-"""The cache actor: one named Ray actor per application, shared by every replica.
+"""The cache actor: one named Ray actor per cluster namespace, shared by every replica.
 
-Replicas get it with `get_if_exists`, so the first one creates it and the rest join.
-It is owned by the replica that created it; if that replica goes away, so does the
-actor, and the next failed call makes a new one (its Redis entries survive; an
-in-memory cache starts empty). The actor takes no CPU reservation: its work is a
-dictionary or a Redis round trip.
+Replicas get it with `get_if_exists`, so the first one creates it and the rest join. It
+is detached: owned by no replica, it outlives replica restarts and scale-downs (an
+in-memory cache would otherwise be lost with whichever replica happened to create it),
+and it ends with the cluster. Each replica hands it its configuration at first use
+(`configure`): after a redeploy with other TTLs or another REDIS_URL, the new replicas
+rebuild it. It takes no CPU reservation: its work is a dictionary or a Redis round trip.
 """
 
 from __future__ import annotations
@@ -29,10 +30,18 @@ ACTOR_NAMESPACE = "jarvis-serve"
 RESOLVE_RETRY_S = 5.0
 
 
-@ray.remote(num_cpus=0, max_restarts=0)
+@ray.remote(num_cpus=0, max_restarts=-1)
 class CacheActor:
-    def __init__(self, args: CacheArgs) -> None:
-        self._core = build_cache_core(args, Settings())
+    def __init__(self, args: CacheArgs, redis_url: str | None) -> None:
+        self._config = (args, redis_url)
+        self._core = build_cache_core(args, redis_url)
+
+    async def configure(self, args: CacheArgs, redis_url: str | None) -> None:
+        if (args, redis_url) != self._config:
+            old, self._core = self._core, build_cache_core(args, redis_url)
+            self._config = (args, redis_url)
+            await old.close()
+            log.info("cache reconfigured")
 
     async def lookup(self, namespace: str, key: str) -> tuple[Outcome, Any]:
         return await self._core.lookup(namespace, key)
@@ -55,29 +64,35 @@ class ActorBackend:
 
     def __init__(self, args: CacheArgs) -> None:
         self._args = args
+        url = Settings().redis_url
+        self._redis_url = url.get_secret_value() if url is not None else None
         self._handle: ActorHandle | None = None
         self._retry_at = 0.0
 
-    def _actor(self) -> ActorHandle:
+    async def _actor(self) -> ActorHandle:
         if self._handle is None:
             if time.monotonic() < self._retry_at:
                 raise CacheUnavailable("cache actor unavailable")
-            try:
-                self._handle = CacheActor.options(  # type: ignore[attr-defined]
-                    name=ACTOR_NAME, namespace=ACTOR_NAMESPACE, get_if_exists=True
-                ).remote(self._args)
-            except (RayError, ValueError) as e:
-                self._retry_at = time.monotonic() + RESOLVE_RETRY_S
-                raise CacheUnavailable(str(e)) from e
+            handle = CacheActor.options(  # type: ignore[attr-defined]
+                name=ACTOR_NAME,
+                namespace=ACTOR_NAMESPACE,
+                get_if_exists=True,
+                lifetime="detached",
+            ).remote(self._args, self._redis_url)
+            await handle.configure.remote(self._args, self._redis_url)
+            self._handle = handle
         return self._handle
 
     async def _call(self, method: str, *args: Any) -> Any:
-        try:
-            return await getattr(self._actor(), method).remote(*args)
-        except RayError as e:
-            self._handle = None  # the actor died: make or find a new one next time
-            self._retry_at = time.monotonic() + RESOLVE_RETRY_S
-            raise CacheUnavailable(type(e).__name__) from e
+        for attempt in (1, 2):  # a vanished actor is looked up (or made) again once at once
+            try:
+                return await getattr(await self._actor(), method).remote(*args)
+            except (RayError, ValueError) as e:
+                self._handle = None
+                if attempt == 2:
+                    self._retry_at = time.monotonic() + RESOLVE_RETRY_S
+                    raise CacheUnavailable(type(e).__name__) from e
+        raise AssertionError("unreachable")
 
     async def lookup(self, namespace: str, key: str) -> tuple[Outcome, Any]:
         outcome, value = await self._call("lookup", namespace, key)
@@ -99,6 +114,5 @@ class ActorBackend:
 def shared_cache(args: CacheArgs) -> tuple[Cache | None, ActorBackend]:
     """The `Cache` callers use (None when disabled) and the backend (for stats)."""
     backend = ActorBackend(args)
-    return (Cache(backend, call_timeout_s=args.lease_timeout_s + 2) if args.enabled else None), (
-        backend
-    )
+    cache = Cache(backend, call_timeout_s=args.lease_timeout_s + 2) if args.enabled else None
+    return cache, backend

@@ -31,8 +31,8 @@ class SttArgs(BaseModel):
     cpu_threads: int = Field(default=2, ge=1, le=64)
     beam_size: int = Field(default=1, ge=1, le=8)
     vocabulary: str = Field(
-        default="Load 427 status. Pallets in the north warehouse. Dock doors, trailers, forklifts,"
-        " pallet jacks.",
+        default="Load 427 status. Delayed shipments. Pallets in the north warehouse. Dock doors,"
+        " trailers, forklifts, pallet jacks. The night shift.",
         max_length=400,
         description="domain words that bias recognition (Whisper's previous-text prompt)",
     )

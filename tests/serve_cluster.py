@@ -108,6 +108,9 @@ def serve_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeApp]:
     # Short idle timeout so a test can watch it fire; no other test idles this long.
     args = config["applications"][0]["args"]
     args.setdefault("session_limits", {})["idle_timeout_s"] = 8
+    # The default 100 ms Redis deadline is sometimes missed on a 2-core box running the whole
+    # suite; a missed deadline is a bypass, which would make hit counts flaky.
+    args.setdefault("cache", {})["redis_timeout_s"] = 1.0
     app = ServeApp(f"http://127.0.0.1:{http}", f"http://127.0.0.1:{dash}", config, workdir, redis)
     try:
         app.wait_until(

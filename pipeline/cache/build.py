@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from pipeline.cache.core import CacheCore
 from pipeline.cache.store import KeyValueStore, MemoryStore, RedisStore
-from pipeline.config import CacheArgs, Settings
+from pipeline.config import CacheArgs
 
 # Bump a namespace's version when the shape of its values changes: old entries are
 # then never read (see core.py).
 VALUE_VERSIONS = {"loads": 1, "inventory": 1, "equipment": 1, "search": 1, "llm": 1, "tts": 1}
 
 
-def build_cache_core(args: CacheArgs, settings: Settings) -> CacheCore:
+def build_cache_core(args: CacheArgs, redis_url: str | None) -> CacheCore:
     store: KeyValueStore
-    if settings.redis_url is not None:
-        store = RedisStore(settings.redis_url.get_secret_value(), timeout_s=args.redis_timeout_s)
+    if redis_url is not None:
+        store = RedisStore(redis_url, timeout_s=args.redis_timeout_s)
     else:
         store = MemoryStore(
             max_entries=args.memory_max_entries, max_bytes=args.memory_max_mb * 2**20
