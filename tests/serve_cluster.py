@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import yaml
 
 from pipeline.config import Settings
 from pipeline.store.embedded import stop_embedded
+from tests.ports import free_ports
 from tests.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,12 +34,6 @@ RAY_ENV = {
     "RAY_worker_niceness": "0",
     "HF_HUB_OFFLINE": "1",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -81,8 +75,8 @@ class ServeApp:
 @pytest.fixture(scope="session")
 def serve_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeApp]:
     workdir = tmp_path_factory.mktemp("serve")
-    gcs, dash, http = free_port(), free_port(), free_port()
-    redis = RedisServer()
+    gcs, dash, http, redis_port = free_ports(4)
+    redis = RedisServer(redis_port)
     redis.start()
     head = subprocess.Popen(
         [

@@ -5,18 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.ports import free_port
 
 
 class TcpProxy:
     def __init__(self, target_port: int) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self._target = target_port
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
