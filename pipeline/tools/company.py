@@ -39,6 +39,31 @@ def _load_number(question: str) -> dict[str, Any] | None:
     return {"load_id": int(numbers[0])} if numbers else {}
 
 
+_ITEM = r"(?P<item>[a-z][a-z-]*(?: [a-z][a-z-]*){0,5}?)"
+_WAREHOUSE = r" in the (?P<warehouse>north|south|east|west) warehouse"
+_IN_WAREHOUSE = rf"(?:{_WAREHOUSE})?"
+_STOCK_QUESTIONS = [
+    re.compile(p + r"\s*[?.!]?$", re.IGNORECASE)
+    for p in (
+        rf"how (?:many|much) {_ITEM} (?:is|are) there{_IN_WAREHOUSE}",
+        rf"how (?:many|much) {_ITEM} (?:is|are){_WAREHOUSE}",
+        rf"how (?:many|much) {_ITEM} do we have{_IN_WAREHOUSE}",
+        rf"do we have (?:any )?{_ITEM}{_IN_WAREHOUSE}",
+    )
+]
+
+
+def _stock_words(question: str) -> dict[str, Any] | None:
+    """Item and warehouse of the common stock questions ("How many pallets of bottled water
+    are in the north warehouse?"); any other phrasing goes to the model."""
+    for pattern in _STOCK_QUESTIONS:
+        m = pattern.match(question.strip())
+        if m:
+            warehouse = m.group("warehouse")
+            return {"item": m.group("item"), "warehouse": warehouse.lower() if warehouse else None}
+    return None
+
+
 _EQUIPMENT_ID = re.compile(r"\b([A-Z]{2,3}-\d{1,3})\b", re.IGNORECASE)
 _EQUIPMENT_WORDS = {
     "dock door": r"dock doors?",
@@ -186,6 +211,7 @@ def company_tools(pool: asyncpg.Pool) -> ToolRegistry:
                 inventory,
                 "Which item should I look for?",
                 cache_ns="inventory",
+                quick_args=_stock_words,
                 cues=r"\b(stock|inventory|how (many|much)|do we have"
                 r"|(pallets?|cases?|rolls|drums|bags) of)\b",
             ),

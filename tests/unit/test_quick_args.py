@@ -45,3 +45,25 @@ def test_load_number(question: str, args: dict[str, Any] | None) -> None:
 )
 def test_equipment_words(question: str, args: dict[str, Any] | None) -> None:
     assert quick("get_equipment_status", question) == args
+
+
+@pytest.mark.parametrize(
+    ("question", "args"),
+    [
+        (
+            "How many pallets of bottled water are in the north warehouse?",
+            {"item": "pallets of bottled water", "warehouse": "north"},  # unit dropped later
+        ),
+        ("How much rice is in the South warehouse?", {"item": "rice", "warehouse": "south"}),
+        ("Do we have motor oil in the east warehouse?", {"item": "motor oil", "warehouse": "east"}),
+        (
+            "How many cases of paper towels do we have?",
+            {"item": "cases of paper towels", "warehouse": None},
+        ),
+        ("Do we have any shrink wrap?", {"item": "shrink wrap", "warehouse": None}),
+        ("How many trailers are parked at the south yard?", None),
+        ("How much rice did we ship to Dallas last week?", None),
+    ],
+)
+def test_stock_words(question: str, args: dict[str, Any] | None) -> None:
+    assert quick("search_inventory", question) == args
