@@ -108,7 +108,20 @@ async def tool_calls(
     if core is not None:
         out["stats"] = core.stats()["namespaces"]
         await core.close()
+        if kind == "redis":
+            await _drop_prefix(core.prefix)
     return out
+
+
+async def _drop_prefix(prefix: str) -> None:
+    """Leave the shared Redis as found (the entries would expire by TTL anyway)."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(REDIS)
+    keys = [k async for k in client.scan_iter(match=f"{prefix}:*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
 
 
 async def turns(backend: LocalBackend, wavs: list[bytes], system: str) -> list[float]:

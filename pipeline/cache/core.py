@@ -177,6 +177,10 @@ class CacheCore:
             else:
                 self._pending_keys.add((namespace, key))
 
+    @property
+    def prefix(self) -> str:
+        return self._prefix
+
     def stats(self) -> dict[str, Any]:
         return {
             "store": {
