@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -113,3 +113,15 @@ async def test_identical_prompts_share_a_cached_reply(chat: LlamaChat) -> None:
     again = [d async for d in orch.chat(messages, max_tokens=None, temperature=None)]
     assert again == [first]  # the whole reply at once, no generation
     assert core.stats()["namespaces"]["llm"]["hits"] == 1
+
+
+async def test_scheduling_a_pickup_by_voice_resolves_the_relative_date(
+    orchestrator: Orchestrator, pool: asyncpg.Pool
+) -> None:
+    answer = await ask(orchestrator, "Book a pickup from Dallas to Houston tomorrow at 9.")
+    assert answer.startswith("Done. Load 10000 from Dallas to Houston"), answer
+    load = await company.get_load(pool, 10000)
+    assert load is not None and load.status == "scheduled"
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date()
+    at = load.pickup_at.astimezone(UTC)
+    assert (at.date(), at.hour) == (tomorrow, 9)
