@@ -9,6 +9,7 @@ import pytest
 from pipeline.config import AppArgs, SessionLimits, SessionOptions, Settings
 from pipeline.local import LocalBackend
 from pipeline.session import SessionClosed, VoiceSession
+from pipeline.store.conversations import TurnRecord
 from tests.session_driver import Received, stream
 from tests.speech import QUESTIONS, pcm16k, silence, wer
 
@@ -22,6 +23,7 @@ def make(
     backend: LocalBackend,
     *,
     limits: SessionLimits | None = None,
+    turns: list[TurnRecord] | None = None,
     **options: object,
 ) -> tuple[VoiceSession, Received]:
     got = Received()
@@ -34,12 +36,14 @@ def make(
         options=SessionOptions(**options),  # type: ignore[arg-type]
         # tests feed faster than real time unless they test exactly that
         limits=limits or SessionLimits(realtime_burst_s=600),
+        on_turn=turns.append if turns is not None else None,
     )
     return session, got
 
 
 async def test_spoken_question_gets_a_spoken_answer(backend: LocalBackend) -> None:
-    session, got = make(backend)
+    turns: list[TurnRecord] = []
+    session, got = make(backend, turns=turns)
     await session.start()
     await stream(session, silence(200) + pcm16k(QUESTIONS[0]) + silence(600), pace=0.25)
     final = await got.wait_for("transcript.final")
@@ -57,6 +61,11 @@ async def test_spoken_question_gets_a_spoken_answer(backend: LocalBackend) -> No
         lat["first_audio_sent_ms"] > 0 and lat["tts_first_audio_ms"] <= lat["first_audio_sent_ms"]
     )
     assert [m.role for m in session.history] == ["user", "assistant"]
+    # The turn is handed to the conversation log (which writes it behind the reply).
+    (turn,) = turns
+    assert turn.conversation_id == session.conversation_id and turn.turn_id == done["response_id"]
+    assert turn.user_text == final["text"] and turn.assistant_text == session.history[1].content
+    assert not turn.interrupted and turn.timings["stt_ms"] > 0
     await session.close()
 
 
@@ -96,7 +105,10 @@ async def test_a_pause_mid_sentence_is_not_the_end(backend: LocalBackend) -> Non
 
 
 async def test_barge_in_cancels_and_keeps_what_was_heard(backend: LocalBackend) -> None:
-    session, got = make(backend, system_prompt="Answer with a long story of five sentences.")
+    turns: list[TurnRecord] = []
+    session, got = make(
+        backend, turns=turns, system_prompt="Answer with a long story of five sentences."
+    )
     await session.start()
     await stream(session, pcm16k("Tell me a story about a forklift.") + silence(400))
     await got.wait_for("response.audio.started")
@@ -120,6 +132,8 @@ async def test_barge_in_cancels_and_keeps_what_was_heard(backend: LocalBackend) 
     hist = session.history
     assert hist[0].content and hist[1].role == "assistant"
     assert hist[1].content == cancelled["heard_text"]
+    cut = [t for t in turns if t.turn_id == cancelled["response_id"]]
+    assert cut[-1].interrupted and cut[-1].assistant_text == cancelled["heard_text"]
     await session.close()
 
 
