@@ -191,7 +191,7 @@ class Ingress:
 
     @app.get("/v1/conversations/{conversation_id}")
     async def conversation(self, conversation_id: str) -> dict[str, Any]:
-        found = await self._conversations.get(check_session_id(conversation_id))
+        found = await self._conversations.get(check_session_id(conversation_id, "conversation id"))
         if found is None:
             raise NotFoundError(f"no conversation {conversation_id!r}")
         return found
@@ -204,7 +204,7 @@ class Ingress:
             await ws.close(code=POLICY_VIOLATION, reason=refused)
             return
         try:
-            cid = check_session_id(conversation_id) if conversation_id else None
+            cid = check_session_id(conversation_id, "conversation_id") if conversation_id else None
         except JarvisError as e:
             await ws.close(code=POLICY_VIOLATION, reason=e.message)
             return

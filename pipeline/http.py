@@ -58,10 +58,10 @@ async def audio_from_request(request: Request, limit: int) -> tuple[bytes, FormD
     return await upload.read(), form
 
 
-def check_session_id(value: str) -> str:
+def check_session_id(value: str, field: str = "session_id") -> str:
     if not _SESSION_ID.match(value):
         raise BadInputError(
-            "session_id must be 1-128 characters of letters, digits, '_', '-', '.', ':'"
+            f"{field} must be 1-128 characters of letters, digits, '_', '-', '.', ':'"
         )
     return value
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
 from tests.serve_cluster import ServeApp, restart_ingress
@@ -115,7 +116,7 @@ def test_history_is_persisted_returned_and_resumed_after_a_restart(
     missing = httpx.get(f"{serve_app.url}/v1/conversations/nobody-{sid}", timeout=30)
     assert missing.status_code == 404 and "no conversation" in missing.text
     bad = httpx.get(f"{serve_app.url}/v1/conversations/{'x' * 200}", timeout=30)
-    assert bad.status_code == 400
+    assert bad.status_code == 400 and "conversation id must be" in bad.text
 
 
 def test_repeated_replies_and_sentences_come_from_the_cache(serve_app: ServeApp) -> None:
@@ -129,3 +130,12 @@ def test_repeated_replies_and_sentences_come_from_the_cache(serve_app: ServeApp)
     after = _stats(serve_app)
     assert _hits(after, "llm") > _hits(before, "llm")
     assert _hits(after, "tts") > _hits(before, "tts")
+
+
+def test_a_bad_conversation_id_closes_the_session_with_1008(serve_app: ServeApp) -> None:
+    url = serve_app.url.replace("http", "ws") + "/v1/sessions?conversation_id=" + "x" * 200
+    with connect(url) as ws, pytest.raises(ConnectionClosed) as closed:
+        ws.recv(timeout=30)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+    assert "conversation_id must be" in closed.value.rcvd.reason
+    assert httpx.get(f"{serve_app.url}/healthz", timeout=10).status_code == 200
