@@ -110,6 +110,13 @@ class ActorBackend:
     async def stats(self) -> dict[str, Any]:
         return await asyncio.wait_for(self._call("stats"), timeout=5)
 
+    async def ready(self) -> bool:
+        try:
+            await self.stats()
+        except (CacheUnavailable, TimeoutError):
+            return False
+        return True
+
 
 def shared_cache(args: CacheArgs) -> tuple[Cache | None, ActorBackend]:
     """The `Cache` callers use (None when disabled) and the backend (for stats)."""

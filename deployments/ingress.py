@@ -163,6 +163,8 @@ class Ingress:
         models: dict[str, str] = {}
         for part in parts:
             models.update(part)
+        # Start (or find) the cache actor before the first turn needs it.
+        models["cache"] = "on" if await self._cache.ready() else "unavailable"
         return {"status": "ready", "models": models}
 
     @app.get("/v1/stats")

@@ -90,6 +90,8 @@ async def seed(pool: asyncpg.Pool, *, now: datetime | None = None) -> dict[str, 
         for wh in WAREHOUSES
         if rng.random() < 0.85
     ]
+    if not any(item == "bottled water" and wh == "north" for item, wh, _, _ in stock):
+        stock.append(("bottled water", "north", 340, "pallets"))  # the README's example question
     machines = []
     for kind, (prefix, count, states) in EQUIPMENT.items():
         for n in range(1, count + 1):

@@ -144,15 +144,16 @@ def company_tools(pool: asyncpg.Pool) -> ToolRegistry:
     async def inventory(a: InventoryArgs) -> ToolResult:
         rows = await db.search_inventory(pool, a.item, a.warehouse)
         where = f" in the {a.warehouse} warehouse" if a.warehouse else ""
+        lead = "There are "
+        if not rows and a.warehouse:  # none there: say where it is instead of just "no"
+            rows = await db.search_inventory(pool, a.item, None)
+            lead = f"I found no {a.item}{where}, but there are "
         if not rows:
             return ToolResult(f"I found no {a.item}{where}.", {"item": a.item}, ok=False)
         parts = [
             f"{r.quantity} {r.unit} of {r.item} in the {r.warehouse} warehouse" for r in rows[:3]
         ]
-        return ToolResult(
-            "There are " + ", ".join(parts) + ".",
-            {"stock": [r.__dict__ for r in rows]},
-        )
+        return ToolResult(lead + ", ".join(parts) + ".", {"stock": [r.__dict__ for r in rows]})
 
     async def equipment(a: EquipmentArgs) -> ToolResult:
         if not (a.equipment_id or a.type or a.location):

@@ -27,7 +27,13 @@ def _turn(app: ServeApp, wav: bytes, **params: str) -> dict:  # type: ignore[typ
 def test_health_and_readiness(serve_app: ServeApp) -> None:
     assert httpx.get(f"{serve_app.url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{serve_app.url}/readyz").json()
-    assert ready["status"] == "ready" and set(ready["models"]) == {"stt", "llm", "tts", "tools"}
+    assert ready["status"] == "ready" and set(ready["models"]) == {
+        "stt",
+        "llm",
+        "tts",
+        "tools",
+        "cache",
+    }
     assert ready["models"]["tools"] == "on"  # embedded Postgres: DATABASE_URL is unset
 
 
