@@ -13,14 +13,20 @@ fi
 # llama-cpp-python builds from source (~5 min on 2 cores, once; pip caches the wheel).
 CMAKE_BUILD_PARALLEL_LEVEL="${CMAKE_BUILD_PARALLEL_LEVEL:-2}" \
   .venv/bin/python -m pip install -q -e ".[${extras}]"
-# The browser tests need Debian's Chromium and its driver.
-if [[ ",${1:-}," == *",dev,"* ]] && ! command -v chromedriver >/dev/null; then
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -q >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null
-  else
-    echo "browser tests need Debian's chromium and chromium-driver: sudo apt-get install chromium chromium-driver" >&2
-    exit 1
+# The browser tests need Debian's Chromium and its driver; the cache tests start their own
+# redis-server processes.
+if [[ ",${1:-}," == *",dev,"* ]]; then
+  missing=()
+  command -v chromedriver >/dev/null || missing+=(chromium chromium-driver)
+  command -v redis-server >/dev/null || missing+=(redis-server)
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update -q >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+    else
+      echo "the tests need Debian packages: sudo apt-get install ${missing[*]}" >&2
+      exit 1
+    fi
   fi
 fi
 # Assemble split model files into the cache and verify their pinned sha256.

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 
@@ -25,3 +27,18 @@ async def fresh_pool(**kwargs: object) -> AsyncIterator[asyncpg.Pool]:
         await pool.close()
         await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
         await admin.close()
+
+
+def relay_target() -> dict[str, Any]:
+    """TcpProxy's arguments to reach DSN's server: TCP (the machine's Postgres) or a Unix
+    socket (`?host=/dir`, the embedded one that scripts/test.sh starts when there is none)."""
+    url = urlsplit(DSN)
+    host = parse_qs(url.query).get("host")
+    port = url.port or 5432
+    return {"target_socket": f"{host[0]}/.s.PGSQL.{port}"} if host else {"target_port": port}
+
+
+def dsn_via(port: int) -> str:
+    """DSN, reached through 127.0.0.1:`port` instead."""
+    url = urlsplit(DSN)
+    return f"postgresql://{url.username or 'postgres'}@127.0.0.1:{port}{url.path}"

@@ -10,9 +10,11 @@ from tests.ports import free_port
 
 
 class TcpProxy:
-    def __init__(self, target_port: int) -> None:
+    def __init__(self, target_port: int | None = None, *, target_socket: str | None = None) -> None:
+        """Relay to 127.0.0.1:`target_port`, or to the Unix socket `target_socket`."""
         self.port = free_port()
         self._target = target_port
+        self._socket = target_socket
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -30,7 +32,10 @@ class TcpProxy:
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
-            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target)
+            if self._socket is not None:
+                up_reader, up_writer = await asyncio.open_unix_connection(self._socket)
+            else:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target)
         except OSError:
             writer.close()
             return

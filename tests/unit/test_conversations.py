@@ -15,7 +15,7 @@ from pipeline.conversations import ConversationLog
 from pipeline.store.conversations import TurnRecord
 from pipeline.store.db import open_pool
 from pipeline.tools.registry import ToolUse
-from tests.pg import DSN, fresh_pool
+from tests.pg import dsn_via, fresh_pool, relay_target
 from tests.tcp_proxy import TcpProxy
 
 T0 = datetime(2026, 11, 28, 9, tzinfo=UTC)
@@ -82,9 +82,9 @@ async def test_postgres_down_turns_are_kept_and_written_when_it_is_back(
     pool: asyncpg.Pool,
 ) -> None:
     schema = await pool.fetchval("SELECT current_schema()")
-    proxy = TcpProxy(5432)
+    proxy = TcpProxy(**relay_target())
     await proxy.start()
-    dsn = DSN.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")
+    dsn = dsn_via(proxy.port)
 
     async def connect() -> asyncpg.Pool:
         return await open_pool(dsn, server_settings={"search_path": schema}, timeout=2)
