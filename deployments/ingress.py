@@ -19,7 +19,7 @@ from ray.serve.handle import (
     DeploymentResponseGenerator,
 )
 
-from deployments.cache import shared_cache
+from deployments.cache import ActorBackend
 from pipeline import audio, openai_api
 from pipeline.cache.client import CacheUnavailable
 from pipeline.config import AppArgs, Settings
@@ -122,7 +122,7 @@ class Ingress:
         self._args = args
         self._limits = args.limits
         self._tts_rate: int | None = None
-        _, self._cache = shared_cache(args.cache)
+        self._cache = ActorBackend(args.cache)  # stats and readiness only
         self._conversations = ConversationLog(
             lambda: open_database(Settings()), history_turns=args.llm.history_turns
         )

@@ -4,7 +4,6 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import asyncpg
 from ray import serve
@@ -21,12 +20,6 @@ from pipeline.tools.registry import ToolUse
 
 log = logging.getLogger("jarvis.llm")
 TOOLS_RETRY_S = 30.0
-
-
-def _drain(items: list[ToolUse]) -> list[ToolUse]:
-    out = items[:]
-    items.clear()
-    return out
 
 
 @serve.deployment
@@ -62,16 +55,16 @@ class LLMOrchestrator:
 
     async def chat(
         self, messages: list[ChatMessage], max_tokens: int | None, temperature: float | None
-    ) -> AsyncIterator[str | dict[str, Any]]:
-        """Text deltas; a tool call of the turn comes first as {"tool_use": {...}}."""
+    ) -> AsyncIterator[str | ToolUse]:
+        """Text deltas; a tool call of the turn comes first, as a `ToolUse`."""
         await self._ensure_tools()
         used: list[ToolUse] = []
         async with self._work.track():
             async for delta in self._orchestrator.chat(
                 messages, max_tokens=max_tokens, temperature=temperature, on_tool=used.append
             ):
-                for tool_use in _drain(used):
-                    yield {"tool_use": tool_use.as_dict()}
+                while used:
+                    yield used.pop(0)
                 yield delta
 
     async def ready(self) -> dict[str, str]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pipeline.tools.registry import ToolUse
 
@@ -26,12 +26,12 @@ async def prepend(head: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[by
 
 
 async def tool_uses_apart(
-    items: AsyncIterator[str | dict[str, Any]], on_tool: Callable[[ToolUse], None] | None
+    items: AsyncIterator[str | ToolUse], on_tool: Callable[[ToolUse], None] | None
 ) -> AsyncIterator[str]:
-    """The LLM stage's stream is text deltas plus {"tool_use": ...} items: text goes on,
-    tool uses go to `on_tool`."""
+    """The LLM stage's stream is text deltas plus `ToolUse` items: text goes on, tool uses
+    go to `on_tool`."""
     async for item in items:
         if isinstance(item, str):
             yield item
-        elif on_tool is not None and "tool_use" in item:
-            on_tool(ToolUse.from_dict(item["tool_use"]))
+        elif on_tool is not None:
+            on_tool(item)

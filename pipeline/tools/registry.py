@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -35,17 +35,7 @@ class ToolUse:
     ok: bool
 
     def as_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "arguments": self.arguments,
-            "spoken": self.spoken,
-            "data": self.data,
-            "ok": self.ok,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ToolUse:
-        return cls(d["name"], d["arguments"], d["spoken"], d["data"], d["ok"])
+        return asdict(self)
 
 
 @dataclass(frozen=True)
