@@ -25,21 +25,21 @@ from typing import Any
 import asyncpg
 
 from bench.common import write_results
-from pipeline import audio
 from pipeline.cache.client import Cache
 from pipeline.cache.core import CacheCore
 from pipeline.cache.store import KeyValueStore, MemoryStore, RedisStore
 from pipeline.config import AppArgs, CacheTtls, Settings
-from pipeline.factory import build_chat, build_stt, build_tts
-from pipeline.local import LocalBackend
+from pipeline.llm.orchestrator import Orchestrator, Tools
 from pipeline.metrics import summarize
-from pipeline.orchestrator import Orchestrator, Tools
+from pipeline.providers.build import build_chat, build_stt, build_tts
+from pipeline.providers.in_process import LocalBackend
 from pipeline.store.db import open_pool
 from pipeline.store.seed import seed
 from pipeline.tools.cached import CachedTools
-from pipeline.tools.company import EXAMPLES, GUIDE, company_tools
+from pipeline.tools.definitions import EXAMPLES, GUIDE, company_tools
 from pipeline.tools.router import ToolRouter
-from pipeline.turn import run_turn
+from pipeline.voice import audio
+from pipeline.voice.turn import run_turn
 
 DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from bench.common import RESULTS, SENTENCES, app_running, write_results
-from pipeline import audio
-from pipeline.client import VoiceClient
 from pipeline.config import AppArgs
-from pipeline.factory import build_tts
 from pipeline.metrics import summarize
+from pipeline.providers.build import build_tts
+from pipeline.voice import audio
+from pipeline.web.client import VoiceClient
 
 FRAME = 640
 STAGES = [

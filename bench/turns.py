@@ -16,6 +16,7 @@ import asyncio
 import gc
 import os
 import time
+import uuid
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -23,17 +24,18 @@ from typing import Any
 import httpx
 
 from bench.common import RESULTS, SENTENCES, app_running, write_results
-from pipeline import audio
 from pipeline.config import AppArgs, Settings
-from pipeline.factory import build_tts
-from pipeline.history import InMemoryHistory
-from pipeline.local import LocalBackend
+from pipeline.llm.history import ConversationLog
 from pipeline.metrics import summarize
-from pipeline.providers.base import ChatMessage
-from pipeline.turn import run_turn
+from pipeline.providers.build import build_tts
+from pipeline.providers.in_process import LocalBackend
+from pipeline.store.db import open_database
+from pipeline.voice import audio
+from pipeline.voice.turn import converse
 
 STAGES = ["stt_ms", "llm_first_token_ms", "tts_first_audio_ms", "llm_total_ms", "total_ms"]
 Sample = dict[str, float]
+RUN = uuid.uuid4().hex[:8]
 
 
 def make_speech() -> list[bytes]:
@@ -55,7 +57,8 @@ async def level(name: str, one_turn: TurnFn, wavs: list[bytes], turns: int, c: i
     async def speaker(s: int) -> None:
         while not queue.empty():
             i = queue.get_nowait()
-            samples.append(await one_turn(i, wavs[i % len(wavs)], f"{name}-c{c}-s{s}"))
+            session = f"{name}-{RUN}-c{c}-s{s}"  # a fresh conversation per run
+            samples.append(await one_turn(i, wavs[i % len(wavs)], session))
 
     await asyncio.gather(*(speaker(s) for s in range(c)))
     return samples
@@ -64,7 +67,7 @@ async def level(name: str, one_turn: TurnFn, wavs: list[bytes], turns: int, c: i
 async def sweep(
     name: str, one_turn: TurnFn, wavs: list[bytes], turns: int, levels: list[int]
 ) -> dict[int, list[Sample]]:
-    await one_turn(0, wavs[0], f"{name}-warmup")  # first call loads lazily built state
+    await one_turn(0, wavs[0], f"{name}-{RUN}-warmup")  # first call loads lazily built state
     results: dict[int, list[Sample]] = {}
     for c in levels:
         results[c] = await level(name, one_turn, wavs, turns, c)
@@ -73,25 +76,31 @@ async def sweep(
 
 
 class InProcess:
+    """The ingress's turn (`converse`: history from the conversation log, the turn recorded
+    behind the reply, Postgres as configured) over in-process providers instead of handles."""
+
     def __init__(self) -> None:
         args = AppArgs()
         self.backend = LocalBackend.build(args, Settings().cache_dir)
         self.limits = args.limits
         self.system_prompt = args.llm.system_prompt
-        self.history = InMemoryHistory(max_messages=2 * args.llm.history_turns)  # as the ingress
+        self.conversations = ConversationLog(
+            lambda: open_database(Settings()), history_turns=args.llm.history_turns
+        )
 
     async def turn(self, _: int, wav: bytes, session: str) -> Sample:
         start = time.perf_counter()
         samples = audio.decode_audio(wav, max_seconds=self.limits.max_audio_seconds)
-        result = await run_turn(
-            self.backend, samples, self.history.get(session), self.system_prompt
-        )
-        self.history.append(
-            session, ChatMessage("user", result.transcript), ChatMessage("assistant", result.reply)
+        result, _ = await converse(
+            self.backend, self.conversations, session, samples, self.system_prompt
         )
         out = {k: v for k, v in result.timings.as_dict().items() if v is not None}
         out["client_ms"] = (time.perf_counter() - start) * 1000
         return out
+
+    async def close(self) -> None:
+        await self.conversations.flush()
+        await self.conversations.close()
 
 
 async def http_sweep(
@@ -157,11 +166,15 @@ def main() -> None:
     wavs = make_speech()
     results: dict[str, dict[int, list[Sample]]] = {}
     print("in-process (no Ray) ...", flush=True)
-    local = InProcess()
-    results["in-process"] = asyncio.run(
-        sweep("local", local.turn, wavs, args.turns, args.concurrency)
-    )
-    del local
+
+    async def in_process() -> dict[int, list[Sample]]:
+        local = InProcess()
+        try:
+            return await sweep("local", local.turn, wavs, args.turns, args.concurrency)
+        finally:
+            await local.close()
+
+    results["in-process"] = asyncio.run(in_process())
     gc.collect()
 
     with app_running(args.url) as url:

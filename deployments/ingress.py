@@ -1,44 +1,39 @@
-"""HTTP ingress: parses requests, calls the stage deployments through handles, shapes replies."""
+"""HTTP and WebSocket ingress: auth, the error envelope, the voice routes and stats.
+
+OpenAI-compatible routes live in `openai_routes.py` (inherited), the stage handles in
+`handles.py`; the work itself is in `pipeline/`.
+"""
 
 import asyncio
 import base64
 import functools
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI, Request, WebSocket
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse
 from ray import serve
-from ray.serve.handle import (
-    DeploymentHandle,
-    DeploymentResponse,
-    DeploymentResponseGenerator,
-)
+from ray.serve.handle import DeploymentHandle
 
 from deployments.cache import ActorBackend
-from pipeline import audio, openai_api
+from deployments.handles import Stages
+from deployments.openai_routes import OpenAIRoutes, router
 from pipeline.cache.client import CacheUnavailable
 from pipeline.config import AppArgs, Settings
-from pipeline.conversations import ConversationLog
-from pipeline.errors import BadInputError, JarvisError, NotFoundError, NotReadyError
-from pipeline.http import audio_from_request, check_bearer, check_session_id
-from pipeline.openai_api import ChatCompletionRequest, SpeechRequest
-from pipeline.providers.base import ChatMessage
-from pipeline.session import VoiceSession
-from pipeline.store.conversations import TurnRecord
+from pipeline.errors import JarvisError, NotFoundError, NotReadyError
+from pipeline.llm.history import ConversationLog
 from pipeline.store.db import open_database
-from pipeline.streams import first_item, prepend, tool_uses_apart
-from pipeline.tools.registry import ToolUse
-from pipeline.turn import run_turn
-from pipeline.web import web_file
-from pipeline.ws import POLICY_VIOLATION, senders, serve_session, ws_key_check
+from pipeline.voice import audio
+from pipeline.voice.session import VoiceSession
+from pipeline.voice.turn import converse
+from pipeline.web.http import audio_from_request, check_bearer, check_session_id, error_response
+from pipeline.web.static import web_file
+from pipeline.web.ws import POLICY_VIOLATION, senders, serve_session, ws_key_check
 
 log = logging.getLogger("jarvis.ingress")
 app = FastAPI(title="jarvis-serve", version="0.1.0")
+app.include_router(router)
 OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/docs", "/openapi.json"})
 
 
@@ -54,62 +49,18 @@ async def _auth(request: Request, call_next: Any) -> Any:
         try:
             check_bearer(request.headers.get("authorization"), _api_keys())
         except JarvisError as e:
-            return _error(e)
+            return error_response(e)
     return await call_next(request)
-
-
-def _error(exc: Exception) -> JSONResponse:
-    cause = getattr(exc, "cause", None) or exc  # a RayTaskError carries the replica's error
-    status = getattr(cause, "status_code", 500)
-    message = getattr(cause, "message", None) or "internal error"
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(
-        {"error": {"message": message, "type": type(cause).__name__}}, status, headers=headers
-    )
 
 
 @app.exception_handler(JarvisError)
 async def _jarvis_error(_: Request, exc: JarvisError) -> JSONResponse:
-    return _error(exc)
-
-
-async def _relay(response: DeploymentResponse | DeploymentResponseGenerator) -> AsyncIterator[Any]:
-    """Relay a streamed handle call; when the consumer stops or is cancelled, so does the call.
-
-    Cancelling the task that awaits a streaming response does not reach the replica by
-    itself: `cancel()` does (a no-op once the stream has ended).
-    """
-    assert isinstance(response, DeploymentResponseGenerator), "call with options(stream=True)"
-    try:
-        async for item in response:
-            yield item
-    finally:
-        response.cancel()
-
-
-class _Handles:
-    """The pipeline's TurnBackend and SessionBackend over Serve handles (a hop per stage call)."""
-
-    def __init__(self, stt: DeploymentHandle, llm: DeploymentHandle, tts: DeploymentHandle) -> None:
-        self._stt, self._llm, self._tts = stt, llm, tts
-
-    async def transcribe(self, samples: np.ndarray) -> str:
-        return await self._stt.transcribe.remote(samples)
-
-    async def chat(
-        self, messages: list[ChatMessage], on_tool: Callable[[ToolUse], None] | None = None
-    ) -> AsyncIterator[str]:
-        items = _relay(self._llm.options(stream=True).chat.remote(messages, None, None))
-        async for delta in tool_uses_apart(items, on_tool):
-            yield delta
-
-    async def synthesize(self, text: str) -> bytes:
-        return await self._tts.synthesize.remote(text)
+    return error_response(exc)
 
 
 @serve.deployment
 @serve.ingress(app)
-class Ingress:
+class Ingress(OpenAIRoutes):
     def __init__(
         self,
         stt: DeploymentHandle,
@@ -117,11 +68,9 @@ class Ingress:
         tts: DeploymentHandle,
         args: AppArgs,
     ) -> None:
-        self._stt, self._llm, self._tts = stt, llm, tts
-        self._backend = _Handles(stt, llm, tts)
+        self._stages = Stages(stt, llm, tts)
         self._args = args
         self._limits = args.limits
-        self._tts_rate: int | None = None
         self._cache = ActorBackend(args.cache)  # stats and readiness only
         self._conversations = ConversationLog(
             lambda: open_database(Settings()), history_turns=args.llm.history_turns
@@ -133,11 +82,6 @@ class Ingress:
             pending = self._conversations.stats()["pending"]
             log.error("shutting down with %d conversation turns unwritten", pending)
         await self._conversations.close()
-
-    async def _sample_rate(self) -> int:
-        if self._tts_rate is None:
-            self._tts_rate = await self._tts.sample_rate.remote()
-        return self._tts_rate
 
     @app.get("/", include_in_schema=False)
     async def index(self) -> FileResponse:
@@ -153,25 +97,29 @@ class Ingress:
 
     @app.get("/readyz")
     async def readyz(self) -> dict[str, Any]:
+        """200 once every stage has loaded its models and the company tools have settled."""
+        s = self._stages
         try:
             async with asyncio.timeout(5.0):
                 parts = await asyncio.gather(
-                    self._stt.ready.remote(), self._llm.ready.remote(), self._tts.ready.remote()
+                    s.stt.ready.remote(), s.llm.ready.remote(), s.tts.ready.remote()
                 )
         except TimeoutError as e:
             raise NotReadyError("models are still loading") from e
         models: dict[str, str] = {}
         for part in parts:
             models.update(part)
-        # Start (or find) the cache actor before the first turn needs it.
+        if models.get("tools") == "opening":
+            raise NotReadyError("the company tools are still opening")
         models["cache"] = "on" if await self._cache.ready() else "unavailable"
         return {"status": "ready", "models": models}
 
     @app.get("/v1/stats")
     async def stats(self) -> dict[str, Any]:
         """Work in flight / finished / cancelled per stage (of the replica each call reaches)."""
+        s = self._stages
         parts = await asyncio.gather(
-            self._stt.stats.remote(), self._llm.stats.remote(), self._tts.stats.remote()
+            s.stt.stats.remote(), s.llm.stats.remote(), s.tts.stats.remote()
         )
         out: dict[str, Any] = {
             "ingress": {
@@ -213,11 +161,12 @@ class Ingress:
         history = await self._conversations.history(cid) if cid else []
         send_event, send_audio = senders(ws)
         session = VoiceSession(
-            self._backend,
+            self._stages,
             send_event=send_event,
             send_audio=send_audio,
-            output_rate=await self._sample_rate(),
+            output_rate=await self._stages.sample_rate(),
             system_prompt=self._args.llm.system_prompt,
+            history_turns=self._args.llm.history_turns,
             options=self._args.session,
             limits=self._args.session_limits,
             conversation_id=cid,
@@ -226,10 +175,6 @@ class Ingress:
         )
         await serve_session(ws, session, idle_timeout_s=self._args.session_limits.idle_timeout_s)
 
-    @app.get("/v1/models")
-    async def list_models(self) -> dict[str, Any]:
-        return openai_api.model_list()
-
     @app.post("/v1/turn")
     async def turn(self, request: Request, session_id: str | None = None) -> dict[str, Any]:
         data, form = await audio_from_request(request, self._limits.max_body_bytes)
@@ -237,24 +182,13 @@ class Ingress:
             session_id = str(form.get("session_id"))
         sid = check_session_id(session_id) if session_id else uuid.uuid4().hex
         samples = audio.decode_audio(data, max_seconds=self._limits.max_audio_seconds)
-        at = datetime.now(UTC)
-        history = await self._conversations.history(sid)
-        result = await run_turn(self._backend, samples, history, self._args.llm.system_prompt)
-        self._conversations.record(
-            TurnRecord(
-                sid,
-                "turn_" + uuid.uuid4().hex[:12],
-                at,
-                result.transcript,
-                result.reply,
-                result.tool_use,
-                result.timings.as_dict(),
-            )
+        result, history_turns = await converse(
+            self._stages, self._conversations, sid, samples, self._args.llm.system_prompt
         )
-        rate = await self._sample_rate()
+        rate = await self._stages.sample_rate()
         return {
             "session_id": sid,
-            "history_turns": sum(m.role == "user" for m in history),
+            "history_turns": history_turns,
             "transcript": result.transcript,
             "reply": result.reply,
             "audio": {
@@ -264,51 +198,3 @@ class Ingress:
             },
             "timings": result.timings.as_dict(),
         }
-
-    @app.post("/v1/audio/transcriptions", response_model=None)
-    async def transcriptions(self, request: Request) -> dict[str, str] | PlainTextResponse:
-        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-            raise BadInputError("send the audio as multipart/form-data with a 'file' part")
-        data, form = await audio_from_request(request, self._limits.max_body_bytes)
-        samples = audio.decode_audio(data, max_seconds=self._limits.max_audio_seconds)
-        text = await self._stt.transcribe.remote(samples)
-        fmt = form.get("response_format", "json") if form is not None else "json"
-        if fmt == "text":
-            return PlainTextResponse(text)
-        if fmt not in ("json", "verbose_json"):
-            raise BadInputError(f"response_format {fmt!r} is not supported; use json or text")
-        return {"text": text}
-
-    @app.post("/v1/chat/completions", response_model=None)
-    async def chat_completions(self, body: ChatCompletionRequest) -> Any:
-        messages = [m.to_message() for m in body.messages]
-        if sum(len(m.content) for m in messages) > 8 * self._limits.max_text_chars:
-            raise BadInputError("the messages are too long")
-        deltas = tool_uses_apart(
-            _relay(
-                self._llm.options(stream=True).chat.remote(
-                    messages, body.token_limit(), body.temperature
-                )
-            ),
-            None,
-        )
-        cid = openai_api.completion_id()
-        if not body.stream:
-            text = "".join([d async for d in deltas])
-            return openai_api.chat_completion(cid, body.model, text)
-        first = await first_item(deltas)  # errors before the first token are still a 4xx/5xx
-        return StreamingResponse(
-            openai_api.sse_stream(cid, body.model, first, deltas), media_type="text/event-stream"
-        )
-
-    @app.post("/v1/audio/speech", response_model=None)
-    async def speech(self, body: SpeechRequest) -> StreamingResponse:
-        if len(body.input) > self._limits.max_text_chars:
-            raise BadInputError(
-                f"input is {len(body.input)} characters; the limit is {self._limits.max_text_chars}"
-            )
-        rate = await self._sample_rate()
-        chunks = _relay(self._tts.options(stream=True).stream.remote(body.input))
-        head = audio.wav_header(rate, None) if body.response_format == "wav" else b""
-        media = "audio/wav" if body.response_format == "wav" else f"audio/pcm;rate={rate}"
-        return StreamingResponse(prepend(head, chunks), media_type=media)

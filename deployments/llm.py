@@ -1,25 +1,19 @@
+"""The LLM stage: the orchestrator (chat model, company tools, reply cache) behind a handle."""
+
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
 from collections.abc import AsyncIterator
 
-import asyncpg
 from ray import serve
 
 from deployments.cache import shared_cache
-from pipeline.company_tools import open_company_tools
 from pipeline.config import CacheArgs, LlmArgs, Settings
-from pipeline.errors import JarvisError
-from pipeline.factory import build_chat
+from pipeline.llm.orchestrator import Orchestrator
+from pipeline.llm.wire import with_tool_uses
 from pipeline.metrics import WorkCounter
-from pipeline.orchestrator import Orchestrator
-from pipeline.providers.base import ChatMessage
-from pipeline.tools.registry import ToolUse
-
-log = logging.getLogger("jarvis.llm")
-TOOLS_RETRY_S = 30.0
+from pipeline.providers.build import build_chat
+from pipeline.tools.open import ToolsOpener, ToolsState
+from pipeline.types import ChatMessage, ToolUse
 
 
 @serve.deployment
@@ -31,45 +25,38 @@ class LLMOrchestrator:
         reply_cache = self._cache if cache_args.llm_responses else None
         self._orchestrator = Orchestrator(self._model, args, cache=reply_cache)
         self._work = WorkCounter()
-        self._pool: asyncpg.Pool | None = None
-        self._tools_lock = asyncio.Lock()
-        self._tools_retry_at = 0.0
-
-    async def _ensure_tools(self) -> None:
-        """Open the company database once; while it is unreachable, answer without tools."""
-        if not self._args.tools or self._pool is not None:
-            return
-        async with self._tools_lock:
-            if self._pool is not None or time.monotonic() < self._tools_retry_at:
-                return
-            try:
-                router, self._pool = await asyncio.wait_for(
-                    open_company_tools(self._model, Settings(), self._cache), timeout=30
-                )
-                self._orchestrator.use_tools(router)
-            except (OSError, TimeoutError, asyncpg.PostgresError, JarvisError) as e:
-                log.warning(
-                    "company tools unavailable (%s); answering without them", type(e).__name__
-                )
-                self._tools_retry_at = time.monotonic() + TOOLS_RETRY_S
+        self._tools: ToolsOpener | None = None
+        if args.tools:
+            # Serve runs the constructor on the replica's event loop: open in the background.
+            self._tools = ToolsOpener(self._model, Settings(), self._cache)
+            self._tools.start()
 
     async def chat(
         self, messages: list[ChatMessage], max_tokens: int | None, temperature: float | None
     ) -> AsyncIterator[str | ToolUse]:
         """Text deltas; a tool call of the turn comes first, as a `ToolUse`."""
-        await self._ensure_tools()
-        used: list[ToolUse] = []
+        if self._tools is not None:
+            await self._tools.settled()  # the first turn waits for the tools' first attempt
+            self._orchestrator.use_tools(self._tools.tools)
         async with self._work.track():
-            async for delta in self._orchestrator.chat(
-                messages, max_tokens=max_tokens, temperature=temperature, on_tool=used.append
+            async for item in with_tool_uses(
+                lambda on_tool: self._orchestrator.chat(
+                    messages, max_tokens=max_tokens, temperature=temperature, on_tool=on_tool
+                )
             ):
-                while used:
-                    yield used.pop(0)
-                yield delta
+                yield item
 
-    async def ready(self) -> dict[str, str]:
-        await self._ensure_tools()
-        return {"llm": self._model.name, "tools": "on" if self._pool is not None else "off"}
+    def ready(self) -> dict[str, str]:
+        """What is loaded; no side effects (the tools open on their own)."""
+        tools = self._tools.state if self._tools is not None else ToolsState.OFF
+        return {"llm": self._model.name, "tools": tools.value}
+
+    def check_health(self) -> None:
+        self._work.check(2 * self._args.timeout_s)
 
     def stats(self) -> dict[str, dict[str, int]]:
         return {"llm": self._work.as_dict()}
+
+    async def __del__(self) -> None:
+        if self._tools is not None:
+            await self._tools.close()

@@ -1,3 +1,5 @@
+"""The STT stage: one provider, calls batched across sessions (`@serve.batch`)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -7,8 +9,8 @@ from ray import serve
 
 from deployments.batching import apply_batch_config
 from pipeline.config import Settings, SttArgs
-from pipeline.factory import build_stt
 from pipeline.metrics import WorkCounter
+from pipeline.providers.build import build_stt
 
 
 @serve.deployment
@@ -31,6 +33,9 @@ class SpeechToText:
 
     def ready(self) -> dict[str, str]:
         return {"stt": f"{self._stt.name} {self._args.model.value}"}
+
+    def check_health(self) -> None:
+        self._work.check(2 * self._args.timeout_s)
 
     def stats(self) -> dict[str, dict[str, int]]:
         return {"stt": self._work.as_dict()}

@@ -1,3 +1,5 @@
+"""The TTS stage: one provider, clauses batched across sessions, repeated ones cached."""
+
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
@@ -7,15 +9,17 @@ from ray import serve
 
 from deployments.batching import apply_batch_config
 from deployments.cache import shared_cache
+from pipeline.cache.namespaces import Namespace
 from pipeline.config import CacheArgs, TtsArgs
-from pipeline.factory import build_tts
 from pipeline.metrics import WorkCounter
-from pipeline.text import split_sentences
+from pipeline.providers.build import build_tts
+from pipeline.voice.text import split_sentences
 
 
 @serve.deployment
 class TextToSpeech:
     def __init__(self, args: TtsArgs, cache_args: CacheArgs) -> None:
+        self._args = args
         self._tts = build_tts(args)
         self._work = WorkCounter()
         cache, _ = shared_cache(cache_args)
@@ -32,7 +36,7 @@ class TextToSpeech:
             if self._cache is None or len(text) > self._cache_max_chars:
                 return await self._batched(text)
             return await self._cache.get_or_compute(
-                "tts", self._voice_key + text, lambda: self._batched(text)
+                Namespace.TTS, self._voice_key + text, lambda: self._batched(text)
             )
 
     async def stream(self, text: str) -> AsyncIterator[bytes]:
@@ -50,6 +54,9 @@ class TextToSpeech:
 
     def ready(self) -> dict[str, str]:
         return {"tts": f"{self._tts.name} {self._tts.sample_rate} Hz"}
+
+    def check_health(self) -> None:
+        self._work.check(2 * self._args.timeout_s)
 
     def stats(self) -> dict[str, dict[str, int]]:
         return {"tts": self._work.as_dict()}

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import httpx
 
-from pipeline import models
 from pipeline.config import Settings, SttModel
 from pipeline.errors import JarvisError
+from pipeline.providers import model_files
 from pipeline.store.db import open_pool
 from pipeline.store.seed import seed
 
@@ -74,11 +74,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def cmd_models(_: argparse.Namespace) -> int:
     cache = Settings().cache_dir
     paths = {
-        "stt tiny.en": models.whisper_dir(SttModel.TINY_EN, cache) / "model.bin",
-        "stt base": models.whisper_dir(SttModel.BASE, cache) / "model.bin",
-        "llm qwen2.5-coder 0.5b q4": models.llm_gguf(cache),
-        "tts piper joe medium": models.piper_voice()[0],
-        "vad silero": models.silero_vad_onnx(),
+        "stt tiny.en": model_files.whisper_dir(SttModel.TINY_EN, cache) / "model.bin",
+        "stt base": model_files.whisper_dir(SttModel.BASE, cache) / "model.bin",
+        "llm qwen2.5-coder 0.5b q4": model_files.llm_gguf(cache),
+        "tts piper joe medium": model_files.piper_voice()[0],
+        "vad silero": model_files.silero_vad_onnx(),
     }
     for name, path in paths.items():
         print(f"{name:26s} {path.stat().st_size / 1e6:8.1f} MB  {path}")

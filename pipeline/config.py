@@ -27,6 +27,8 @@ class SttModel(StrEnum):
 
 
 class SttArgs(BaseModel):
+    model_config = {"extra": "forbid"}
+
     model: SttModel = SttModel.TINY_EN
     cpu_threads: int = Field(default=2, ge=1, le=64)
     beam_size: int = Field(default=1, ge=1, le=8)
@@ -40,14 +42,17 @@ class SttArgs(BaseModel):
 
 
 class LlmArgs(BaseModel):
+    model_config = {"extra": "forbid"}
+
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     n_threads: int = Field(default=2, ge=1, le=64)
     n_ctx: int = Field(default=2048, ge=512, le=32768)
     kv_cache_mb: int = Field(default=1024, ge=0, description="saved KV states per prompt prefix")
     max_tokens: int = Field(default=80, ge=1, le=1024)
     temperature: float = Field(default=0.2, ge=0.0, le=2.0)
-    history_turns: int = Field(default=6, ge=0, le=100, description="past turns sent to the model")
-    max_sessions: int = Field(default=10_000, ge=1, description="sessions kept in memory (LRU)")
+    history_turns: int = Field(
+        default=6, ge=0, le=100, description="past turns sent to the model (HTTP and sessions)"
+    )
     # Company questions are answered from the database, never invented. Routing costs model
     # time the first time a question is asked (the `search` cache answers repeats).
     tools: bool = Field(default=True, description="company tools over Postgres (DATABASE_URL)")
@@ -55,6 +60,8 @@ class LlmArgs(BaseModel):
 
 
 class TtsArgs(BaseModel):
+    model_config = {"extra": "forbid"}
+
     intra_op_threads: int = Field(default=1, ge=1, le=64)
     length_scale: float | None = Field(
         default=None, gt=0, description="speech speed; None = voice default"
@@ -63,6 +70,8 @@ class TtsArgs(BaseModel):
 
 
 class LimitsArgs(BaseModel):
+    model_config = {"extra": "forbid"}
+
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_audio_seconds: float = Field(default=30.0, gt=0, le=600)
     max_text_chars: int = Field(default=4096, ge=1)
@@ -92,12 +101,13 @@ class SessionOptions(BaseModel):
     preemptive_llm: bool = True
     first_clause_max_chars: int = Field(default=32, ge=8, le=400)
     barge_in: bool = True
-    voice: str = Field(default="joe", max_length=64)
     system_prompt: str | None = Field(default=None, max_length=4000)
 
 
 class SessionLimits(BaseModel):
     """Server-side limits of a WebSocket session (not changeable by clients)."""
+
+    model_config = {"extra": "forbid"}
 
     max_frame_bytes: int = Field(default=6400, ge=320, description="200 ms of 16 kHz PCM16")
     idle_timeout_s: float = Field(default=60.0, gt=0)
@@ -105,7 +115,6 @@ class SessionLimits(BaseModel):
         default=2.0, ge=0, description="audio may run this far ahead of real time"
     )
     max_utterance_s: float = Field(default=30.0, gt=0)
-    history_turns: int = Field(default=6, ge=0, le=100)
 
 
 class CacheTtls(BaseModel):

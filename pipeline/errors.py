@@ -36,14 +36,13 @@ class NotReadyError(JarvisError):
 
 
 class ProviderError(JarvisError):
-    """A model or cloud provider failed. `retryable` says whether trying again may help."""
+    """A model or cloud provider failed; the message names the provider."""
 
     status_code = 502
 
-    def __init__(self, message: str, *, provider: str, retryable: bool = False) -> None:
+    def __init__(self, message: str, *, provider: str) -> None:
         super().__init__(f"{provider}: {message}")
         self.provider = provider
-        self.retryable = retryable
 
 
 class ModelFileError(JarvisError):

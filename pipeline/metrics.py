@@ -51,17 +51,30 @@ def summarize(values: Sequence[float]) -> dict[str, float]:
     }
 
 
+class StageWedgedError(RuntimeError):
+    """A call has run far past its stage's timeout: the replica should be replaced."""
+
+
 class WorkCounter:
-    """Counts calls in flight, finished and cancelled: shows that cancelled work really stops."""
+    """Counts calls in flight, finished and cancelled: shows that cancelled work really stops.
+
+    Also the stages' health check: every call is bounded by its provider's timeout, so a
+    call still in flight well past it means the replica is wedged (a stuck model thread,
+    a blocked event loop), and Serve should restart it.
+    """
 
     def __init__(self) -> None:
         self.active = 0
         self.finished = 0
         self.cancelled = 0
+        self._started: dict[int, float] = {}
+        self._next = 0
 
     @contextlib.asynccontextmanager
     async def track(self) -> AsyncIterator[None]:
         self.active += 1
+        call, self._next = self._next, self._next + 1
+        self._started[call] = time.monotonic()
         try:
             yield
         except (asyncio.CancelledError, GeneratorExit):
@@ -71,6 +84,19 @@ class WorkCounter:
             self.finished += 1
         finally:
             self.active -= 1
+            del self._started[call]
+
+    def oldest_s(self) -> float:
+        """How long the oldest call in flight has been running (0 when idle)."""
+        if not self._started:
+            return 0.0
+        return time.monotonic() - min(self._started.values())
+
+    def check(self, limit_s: float) -> None:
+        """Raise `StageWedgedError` when a call has been in flight for over `limit_s`."""
+        oldest = self.oldest_s()
+        if oldest > limit_s:
+            raise StageWedgedError(f"a call has been in flight for {oldest:.0f} s")
 
     def as_dict(self) -> dict[str, int]:
         return {"active": self.active, "finished": self.finished, "cancelled": self.cancelled}

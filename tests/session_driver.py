@@ -6,8 +6,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from pipeline.events import Event
-from pipeline.session import VoiceSession
+from pipeline.voice.events import Event
+from pipeline.voice.session import VoiceSession
 
 FRAME = 640  # 20 ms of 16 kHz PCM16
 

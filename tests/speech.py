@@ -13,15 +13,16 @@ import numpy as np
 import soundfile as sf
 
 from bench.common import SENTENCES
-from pipeline import audio, models
+from pipeline.providers import model_files
 from pipeline.providers.piper import PiperTTS
+from pipeline.voice import audio
 
 QUESTIONS = SENTENCES[:7]  # the benchmark's questions; Whisper tiny gets these right
 
 
 @functools.cache
 def voice() -> PiperTTS:
-    return PiperTTS(*models.piper_voice())
+    return PiperTTS(*model_files.piper_voice())
 
 
 @functools.cache

@@ -1,5 +1,6 @@
 """The shared cache: namespaces with TTLs over Redis or a bounded in-memory store.
 
-`core.CacheCore` is the logic the cache actor runs (single-flight leases, invalidation,
-Redis outage bypass, counters); `client.Cache` is what callers use (`get_or_compute`).
+`namespaces.Namespace` names what is cached; `core.CacheCore` is the logic the cache
+actor runs (single-flight leases, invalidation, Redis outage bypass, counters);
+`client.Cache` is what callers use (`get_or_compute`).
 """

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from pipeline.cache.core import CacheCore
+from pipeline.cache.namespaces import VALUE_VERSIONS
 from pipeline.cache.store import KeyValueStore, MemoryStore, RedisStore
 from pipeline.config import CacheArgs
-
-# Bump a namespace's version when the shape of its values changes: old entries are
-# then never read (see core.py).
-VALUE_VERSIONS = {"loads": 1, "inventory": 1, "equipment": 1, "search": 1, "llm": 1, "tts": 1}
 
 
 def build_cache_core(args: CacheArgs, redis_url: str | None) -> CacheCore:

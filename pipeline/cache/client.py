@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
 from pipeline.cache.core import Outcome
+from pipeline.cache.namespaces import Namespace
 
 log = logging.getLogger("jarvis.cache")
 T = TypeVar("T")
@@ -47,7 +48,7 @@ class Cache:
 
     async def get_or_compute(
         self,
-        namespace: str,
+        namespace: Namespace,
         key: str,
         compute: Callable[[], Awaitable[T]],
         *,
@@ -74,7 +75,7 @@ class Cache:
         return result
 
     async def stream_through(
-        self, namespace: str, key: str, stream: Callable[[], AsyncIterator[str]]
+        self, namespace: Namespace, key: str, stream: Callable[[], AsyncIterator[str]]
     ) -> AsyncIterator[str]:
         """A cached text in one piece, or `stream()`'s pieces as they come (the whole text
         is stored once the stream ends; a stream cut short is not stored)."""
@@ -96,7 +97,7 @@ class Cache:
                 else:
                     self._release(namespace, key)
 
-    async def invalidate(self, namespace: str, key: str | None = None) -> None:
+    async def invalidate(self, namespace: Namespace, key: str | None = None) -> None:
         await self._call(self._backend.invalidate(namespace, key))
 
     async def _lookup(self, namespace: str, key: str) -> tuple[Outcome, Any]:

@@ -1,1 +1,1 @@
-"""One protocol per stage (base.py) and its implementations."""
+"""Providers: one protocol per stage (base.py), one module per vendor, model files, building."""

@@ -2,7 +2,7 @@
 
 The public method owns policy (timeouts, error mapping, timing); a provider
 implements only the transport in `_*_impl`. Provider failures surface as
-`ProviderError` with a `retryable` flag, raised `from` the original.
+`ProviderError`, raised `from` the original.
 """
 
 from __future__ import annotations
@@ -11,26 +11,11 @@ import asyncio
 import contextlib
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
 from pipeline.errors import JarvisError, ProviderError
-
-Role = Literal["system", "user", "assistant"]
-
-
-@dataclass(frozen=True)
-class ChatMessage:
-    role: Role
-    content: str
-
-
-@dataclass(frozen=True)
-class SttCapabilities:
-    streaming: bool
-    batch: bool
+from pipeline.types import ChatMessage
 
 
 @contextlib.asynccontextmanager
@@ -42,16 +27,15 @@ async def provider_call(provider: str, what: str, timeout_s: float) -> AsyncIter
     except (JarvisError, asyncio.CancelledError):
         raise
     except TimeoutError as e:
-        raise ProviderError(f"{what} timed out", provider=provider, retryable=True) from e
+        raise ProviderError(f"{what} timed out", provider=provider) from e
     except Exception as e:  # provider boundary: translate, never swallow
         raise ProviderError(f"{what} failed: {e}", provider=provider) from e
 
 
-class SpeechToText(ABC):
+class SttProvider(ABC):
     """Audio (mono float32, 16 kHz) to text."""
 
     name: str = "stt"
-    capabilities = SttCapabilities(streaming=False, batch=False)
 
     def __init__(self, *, timeout_s: float = 30.0) -> None:
         self._timeout_s = timeout_s
@@ -68,7 +52,7 @@ class SpeechToText(ABC):
     async def _transcribe_impl(self, audios: list[np.ndarray]) -> list[str]: ...
 
 
-class ChatModel(ABC):
+class ChatProvider(ABC):
     """Chat messages to a stream of text deltas."""
 
     name: str = "llm"
@@ -92,7 +76,7 @@ class ChatModel(ABC):
     ) -> AsyncIterator[str]: ...
 
 
-class TextToSpeech(ABC):
+class TtsProvider(ABC):
     """Text to PCM16 mono audio at `sample_rate`."""
 
     name: str = "tts"

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import BadInputError
-from pipeline.providers.base import ChatMessage, ChatModel
+from pipeline.providers.base import ChatProvider
+from pipeline.types import ChatMessage
 
 STOP = ["<|im_end|>", "<|endoftext|>"]
 
@@ -25,7 +26,7 @@ def chatml(messages: list[ChatMessage]) -> str:
     return "".join(parts) + "<|im_start|>assistant\n"
 
 
-class LlamaChat(ChatModel):
+class LlamaChat(ChatProvider):
     name = "llama.cpp"
 
     def __init__(
@@ -38,7 +39,7 @@ class LlamaChat(ChatModel):
         timeout_s: float = 60.0,
     ) -> None:
         super().__init__(timeout_s=timeout_s)
-        from pipeline.providers.llama_lean import LeanStateLlama
+        from pipeline.providers.llama_state import LeanStateLlama
 
         self._llm = LeanStateLlama(
             model_path=str(gguf),

@@ -7,10 +7,10 @@ import json
 import threading
 from pathlib import Path
 
-from pipeline.providers.base import TextToSpeech
+from pipeline.providers.base import TtsProvider
 
 
-class PiperTTS(TextToSpeech):
+class PiperTTS(TtsProvider):
     name = "piper"
 
     def __init__(

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.providers.base import SpeechToText, SttCapabilities
+from pipeline.providers.base import SttProvider
 
 
-class WhisperSTT(SpeechToText):
+class WhisperSTT(SttProvider):
     name = "faster-whisper"
-    capabilities = SttCapabilities(streaming=False, batch=True)
 
     def __init__(
         self,

@@ -1,1 +1,1 @@
-"""Postgres (asyncpg): versioned migrations, company data, conversation history."""
+"""Postgres (asyncpg): pool, migrations, embedded server, company data, conversation rows, seed."""

@@ -1,1 +1,1 @@
-"""Tools the assistant can call: a registry with JSON schemas and the company tools."""
+"""Company tools: registry, definitions, routing, number rewriting, cache in front, opening."""

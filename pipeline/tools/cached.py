@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pipeline.cache.client import Cache
+from pipeline.cache.namespaces import Namespace
 from pipeline.tools.registry import ToolRegistry, ToolResult
 from pipeline.tools.router import ToolCall, ToolRouter
 
@@ -52,7 +53,7 @@ class CachedTools:
             return _NO_TOOL if call is None else {"name": call.name, "arguments": call.arguments}
 
         found = await self._cache.get_or_compute(
-            "search", question_key(question, now), compute, keep=self._cacheable
+            Namespace.SEARCH, question_key(question, now), compute, keep=self._cacheable
         )
         if routed:
             return routed[0]

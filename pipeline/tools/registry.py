@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
+
+from pipeline.cache.namespaces import Namespace
 
 A = TypeVar("A", bound=BaseModel)
 
@@ -21,21 +23,7 @@ class ToolResult:
     spoken: str  # what the assistant says
     data: dict[str, Any] = field(default_factory=dict)  # what was found, for history and logs
     ok: bool = True
-    invalidates: tuple[str, ...] = ()  # cache namespaces a write makes stale
-
-
-@dataclass(frozen=True)
-class ToolUse:
-    """One tool call of a turn, as kept in the conversation history."""
-
-    name: str
-    arguments: dict[str, Any]
-    spoken: str
-    data: dict[str, Any]
-    ok: bool
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    invalidates: tuple[Namespace, ...] = ()  # cache namespaces a write makes stale
 
 
 @dataclass(frozen=True)
@@ -46,21 +34,10 @@ class Tool(Generic[A]):
     run: Callable[[A], Awaitable[ToolResult]]
     when_invalid: str  # spoken when the arguments do not validate
     cues: str = ""  # regex of words that make this tool a candidate (the router's cheap gate)
-    cache_ns: str | None = None  # cache namespace of its results; None: never cached (writes)
+    cache_ns: Namespace | None = None  # cache namespace of its results; None: never cached (writes)
     # Arguments read straight from the question when that is unambiguous (e.g. the one
     # number in "where is load 427?"): saves the model's argument step (~0.7 s on 2 cores).
     quick_args: Callable[[str], dict[str, Any] | None] | None = None
-
-    def schema(self) -> dict[str, Any]:
-        """OpenAI-style function schema."""
-        return {
-            "type": "function",
-            "function": {
-                "name": self.name,
-                "description": self.description,
-                "parameters": self.args.model_json_schema(),
-            },
-        }
 
 
 class ToolRegistry:
@@ -74,12 +51,6 @@ class ToolRegistry:
             for t in self._tools.values()
             if not t.cues or re.search(t.cues, question, re.IGNORECASE)
         ]
-
-    def names(self) -> list[str]:
-        return list(self._tools)
-
-    def schemas(self) -> list[dict[str, Any]]:
-        return [t.schema() for t in self._tools.values()]
 
     def get(self, name: str) -> Tool[Any] | None:
         return self._tools.get(name)

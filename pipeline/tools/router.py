@@ -17,9 +17,9 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from pipeline.providers.base import ChatMessage
 from pipeline.tools.normalize import numbers_to_digits, resolve_dates
 from pipeline.tools.registry import ToolRegistry, ToolResult
+from pipeline.types import ChatMessage
 
 NONE = "none"
 

@@ -15,7 +15,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
-from pipeline import audio
+from pipeline.voice import audio
 from tests.serve_cluster import ROOT, ServeApp
 from tests.speech import QUESTIONS, speech_pcm, voice, wer
 

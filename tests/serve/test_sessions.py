@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from pipeline.client import VoiceClient
+from pipeline.web.client import VoiceClient
 from tests.serve_cluster import ServeApp
 from tests.speech import QUESTIONS, pcm16k, silence, wer
 

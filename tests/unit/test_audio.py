@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pipeline import audio
 from pipeline.errors import BadInputError
+from pipeline.voice import audio
 from tests.speech import speech_wav
 
 

@@ -6,7 +6,7 @@ from pydantic import ValidationError
 
 from pipeline.config import AppArgs, BatchConfig, Settings
 from pipeline.errors import AuthError, BadInputError
-from pipeline.http import check_bearer, check_session_id
+from pipeline.web.http import check_bearer, check_session_id
 
 ROOT = Path(__file__).resolve().parents[2]
 

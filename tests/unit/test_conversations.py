@@ -11,10 +11,9 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from pipeline.conversations import ConversationLog
-from pipeline.store.conversations import TurnRecord
+from pipeline.llm.history import ConversationLog
 from pipeline.store.db import open_pool
-from pipeline.tools.registry import ToolUse
+from pipeline.types import ToolUse, TurnRecord
 from tests.pg import dsn_via, fresh_pool, relay_target
 from tests.tcp_proxy import TcpProxy
 

@@ -1,21 +1,39 @@
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import ray
 
+import pipeline
 
-def test_pipeline_imports_without_ray() -> None:
+
+def test_every_pipeline_module_imports_without_ray() -> None:
+    root = Path(pipeline.__file__).parent
+    files = sorted(root.rglob("*.py"))
+    modules = [
+        ".".join(("pipeline", *f.relative_to(root).with_suffix("").parts)).removesuffix(".__init__")
+        for f in files
+    ]
     code = (
-        "import importlib, pkgutil, sys, pipeline, pipeline.providers\n"
-        "for pkg in (pipeline, pipeline.providers):\n"
-        "    for m in pkgutil.iter_modules(pkg.__path__):\n"
-        "        importlib.import_module(f'{pkg.__name__}.{m.name}')\n"
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
         "assert 'ray' not in sys.modules, 'pipeline imported ray'\n"
         "print('ok')\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
+    groups = {m.split(".")[1] for m in modules if m.count(".") >= 2}
+    assert {"voice", "llm", "web", "providers", "tools", "cache", "store"} <= groups
+
+
+def test_no_module_at_the_top_belongs_to_a_group() -> None:
+    """The top of pipeline/ holds only the shared vocabulary, config, errors, metrics and
+    the command line; everything else lives in its group."""
+    root = Path(pipeline.__file__).parent
+    top = {f.stem for f in root.glob("*.py")}
+    assert top == {"__init__", "types", "config", "errors", "metrics", "cli"}
 
 
 def test_starting_ray_in_a_unit_test_fails() -> None:

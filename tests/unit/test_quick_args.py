@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.tools.company import company_tools
+from pipeline.tools.definitions import company_tools
 
 
 def quick(tool: str, question: str) -> dict[str, Any] | None:

@@ -7,9 +7,9 @@ import asyncio
 import pytest
 
 from pipeline.config import AppArgs, SessionLimits, SessionOptions, Settings
-from pipeline.local import LocalBackend
-from pipeline.session import SessionClosed, VoiceSession
-from pipeline.store.conversations import TurnRecord
+from pipeline.providers.in_process import LocalBackend
+from pipeline.types import TurnRecord
+from pipeline.voice.session import SessionClosed, VoiceSession
 from tests.session_driver import Received, stream
 from tests.speech import QUESTIONS, pcm16k, silence, wer
 

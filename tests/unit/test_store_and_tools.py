@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import asyncpg
 import pytest
 
-from pipeline.store import company
+from pipeline.store import company_data
 from pipeline.store.migrations import MIGRATIONS, migrate
 from pipeline.store.seed import seed
-from pipeline.tools.company import company_tools
+from pipeline.tools.definitions import company_tools
 from tests.pg import fresh_pool
 
 
@@ -46,12 +46,12 @@ async def test_seed_is_realistic_and_repeatable(pool: asyncpg.Pool) -> None:
     again = await seed(pool)
     assert again == counts
     assert await pool.fetchval("SELECT count(*) FROM loads") == counts["loads"]
-    assert await company.get_load(pool, 427) is not None
+    assert await company_data.get_load(pool, 427) is not None
 
 
 async def test_load_status_tool_reads_the_database(seeded: asyncpg.Pool) -> None:
     tools = company_tools(seeded)
-    load = await company.get_load(seeded, 427)
+    load = await company_data.get_load(seeded, 427)
     assert load is not None
     result = await tools.call("get_load_status", {"load_id": 427})
     assert result.ok and f"Load 427 from {load.origin} to {load.destination}" in result.spoken
@@ -98,7 +98,7 @@ async def test_schedule_pickup_creates_a_load(seeded: asyncpg.Pool) -> None:
         {"origin": "Dallas", "destination": "Denver", "pickup_at": "2026-12-01T09:00:00Z"},
     )
     assert result.ok and result.invalidates == ("loads",)
-    load = await company.get_load(seeded, result.data["load_id"])
+    load = await company_data.get_load(seeded, result.data["load_id"])
     assert load is not None and load.status == "scheduled" and load.id >= 10_000
     readback = await tools.call("get_load_status", {"load_id": load.id})
     assert "Dallas to Denver is scheduled" in readback.spoken
@@ -107,7 +107,7 @@ async def test_schedule_pickup_creates_a_load(seeded: asyncpg.Pool) -> None:
 
 
 def test_tool_schemas_are_openai_functions() -> None:
-    from pipeline.tools.company import LoadArgs
+    from pipeline.tools.definitions import LoadArgs
 
     schema = LoadArgs.model_json_schema()
     assert schema["properties"]["load_id"]["type"] == "integer"

@@ -1,4 +1,4 @@
-from pipeline.text import ClauseChunker, chunk_stream, clean_for_speech, split_sentences
+from pipeline.voice.text import ClauseChunker, chunk_stream, clean_for_speech, split_sentences
 
 
 def _tokens(text: str) -> list[str]:
@@ -37,14 +37,15 @@ def test_markdown_is_removed_for_speech() -> None:
 
 
 def test_history_is_trimmed_in_blocks_to_keep_the_prompt_prefix() -> None:
-    from pipeline.history import InMemoryHistory
-    from pipeline.providers.base import ChatMessage
+    from pipeline.llm.window import trim_in_blocks
+    from pipeline.types import ChatMessage
 
-    history = InMemoryHistory(max_messages=4)
+    history: list[ChatMessage] = []
     firsts = []
     for turn in range(10):
-        history.append("s", ChatMessage("user", f"q{turn}"), ChatMessage("assistant", f"a{turn}"))
-        firsts.append(history.get("s")[0].content)
-        assert 4 <= len(history.get("s")) < 8 or turn < 2
+        history += [ChatMessage("user", f"q{turn}"), ChatMessage("assistant", f"a{turn}")]
+        trim_in_blocks(history, 4)
+        firsts.append(history[0].content)
+        assert 4 <= len(history) < 8 or turn < 2
     # the first message (the prompt prefix after the system prompt) changes only every 2 turns
     assert firsts == ["q0", "q0", "q0", "q2", "q2", "q4", "q4", "q6", "q6", "q8"]

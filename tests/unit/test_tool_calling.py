@@ -12,15 +12,15 @@ from pipeline.cache.client import Cache
 from pipeline.cache.core import CacheCore
 from pipeline.cache.store import MemoryStore
 from pipeline.config import CacheTtls, LlmArgs, Settings
-from pipeline.factory import build_chat
-from pipeline.orchestrator import Orchestrator
-from pipeline.providers.base import ChatMessage
+from pipeline.llm.orchestrator import Orchestrator
+from pipeline.providers.build import build_chat
 from pipeline.providers.llama import LlamaChat
-from pipeline.store import company
+from pipeline.store import company_data
 from pipeline.store.seed import seed
 from pipeline.tools.cached import CachedTools
-from pipeline.tools.company import EXAMPLES, GUIDE, company_tools
+from pipeline.tools.definitions import EXAMPLES, GUIDE, company_tools
 from pipeline.tools.router import ToolCall, ToolRouter
+from pipeline.types import ChatMessage
 from tests.pg import fresh_pool
 
 
@@ -43,13 +43,15 @@ def orchestrator(chat: LlamaChat, pool: asyncpg.Pool) -> Orchestrator:
 
 
 async def ask(orch: Orchestrator, text: str) -> str:
-    return "".join([d async for d in orch.respond("t", text)])
+    """One question as the LLM stage gets it: the user's words, no history."""
+    messages = [ChatMessage("user", text)]
+    return "".join([d async for d in orch.chat(messages, max_tokens=None, temperature=None)])
 
 
 async def test_load_question_is_answered_from_the_database(
     orchestrator: Orchestrator, pool: asyncpg.Pool
 ) -> None:
-    load = await company.get_load(pool, 427)
+    load = await company_data.get_load(pool, 427)
     assert load is not None
     answer = await ask(orchestrator, "What is the status of load 427?")
     assert load.status in answer and load.origin in answer and load.destination in answer
@@ -69,7 +71,7 @@ async def test_inventory_and_equipment_questions(
         orchestrator, "How many pallets of bottled water are in the north warehouse?"
     )
     assert (str(qty) in answer) if qty is not None else answer.startswith("I found no")
-    forklift = await company.find_equipment(pool, equipment_id="FL-07")
+    forklift = await company_data.find_equipment(pool, equipment_id="FL-07")
     answer = await ask(orchestrator, "Is forklift FL-07 working?")
     assert forklift[0].status in answer
 
@@ -120,7 +122,7 @@ async def test_scheduling_a_pickup_by_voice_resolves_the_relative_date(
 ) -> None:
     answer = await ask(orchestrator, "Book a pickup from Dallas to Houston tomorrow at 9.")
     assert answer.startswith("Done. Load 10000 from Dallas to Houston"), answer
-    load = await company.get_load(pool, 10000)
+    load = await company_data.get_load(pool, 10000)
     assert load is not None and load.status == "scheduled"
     tomorrow = (datetime.now(UTC) + timedelta(days=1)).date()
     at = load.pickup_at.astimezone(UTC)

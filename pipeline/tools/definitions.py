@@ -9,7 +9,8 @@ from typing import Any, Literal
 import asyncpg
 from pydantic import BaseModel, Field, field_validator
 
-from pipeline.store import company as db
+from pipeline.cache.namespaces import Namespace
+from pipeline.store import company_data as db
 from pipeline.tools.registry import Tool, ToolRegistry, ToolResult
 from pipeline.tools.router import Example
 
@@ -190,7 +191,7 @@ def company_tools(pool: asyncpg.Pool) -> ToolRegistry:
             f"Done. Load {load.id} from {load.origin} to {load.destination} is scheduled for "
             f"pickup {_clock(load.pickup_at)}.",
             {"load_id": load.id},
-            invalidates=("loads",),  # a new id may have been cached as unknown
+            invalidates=(Namespace.LOADS,),  # a new id may have been cached as unknown
         )
 
     return ToolRegistry(
@@ -201,7 +202,7 @@ def company_tools(pool: asyncpg.Pool) -> ToolRegistry:
                 LoadArgs,
                 load_status,
                 "I need a load number to look that up.",
-                cache_ns="loads",
+                cache_ns=Namespace.LOADS,
                 quick_args=_load_number,
                 cues=r"\b(loads?|shipments?|deliver\w*)\b",
             ),
@@ -211,7 +212,7 @@ def company_tools(pool: asyncpg.Pool) -> ToolRegistry:
                 InventoryArgs,
                 inventory,
                 "Which item should I look for?",
-                cache_ns="inventory",
+                cache_ns=Namespace.INVENTORY,
                 quick_args=_stock_words,
                 cues=r"\b(stock|inventory|how (many|much)|do we have"
                 r"|(pallets?|cases?|rolls|drums|bags) of)\b",
@@ -222,7 +223,7 @@ def company_tools(pool: asyncpg.Pool) -> ToolRegistry:
                 EquipmentArgs,
                 equipment,
                 "Which equipment do you mean? Give me an ID or a type.",
-                cache_ns="equipment",
+                cache_ns=Namespace.EQUIPMENT,
                 quick_args=_equipment_words,
                 cues=r"\b(docks?|doors?|trucks?|trailers?|forklifts?|pallet jacks?|equipment"
                 r"|[a-z]{2,3}-\d+)\b",

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from pipeline.text import ClauseChunker
+from pipeline.voice.text import ClauseChunker
 
 Synthesize = Callable[[str], Awaitable[bytes]]
 OnDelta = Callable[[str], Awaitable[None]]

@@ -9,9 +9,9 @@ import logging
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from pipeline.errors import AuthError
-from pipeline.events import Event
-from pipeline.http import check_bearer
-from pipeline.session import SendAudio, SendEvent, SessionClosed, VoiceSession
+from pipeline.voice.events import Event
+from pipeline.voice.session import SendAudio, SendEvent, SessionClosed, VoiceSession
+from pipeline.web.http import check_bearer
 
 log = logging.getLogger("jarvis.ws")
 POLICY_VIOLATION = 1008

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.errors import JarvisError
+from pipeline.errors import NotFoundError
 
 WEB_DIR = Path(__file__).resolve().parents[1] / "web"
 FILES = frozenset({"index.html", "app.js", "mic-worklet.js", "style.css"})
-
-
-class NotFoundError(JarvisError):
-    status_code = 404
 
 
 def web_file(name: str) -> Path:

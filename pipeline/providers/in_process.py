@@ -1,25 +1,25 @@
 """The graph's stages in one plain process: the no-Ray baseline (bench/) and unit tests.
 
-Implements both `TurnBackend` (HTTP turn) and `SessionBackend` (voice session) over
-in-process providers, exactly as the ingress does over Serve handles.
+Implements `StageBackend` (pipeline/types.py) over in-process providers, as the ingress
+does over Serve handles (`deployments/handles.py`).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.config import AppArgs
-from pipeline.factory import build_chat, build_stt, build_tts
-from pipeline.orchestrator import Orchestrator
-from pipeline.providers.base import ChatMessage, SpeechToText, TextToSpeech
-from pipeline.tools.registry import ToolUse
+from pipeline.llm.orchestrator import Orchestrator
+from pipeline.providers.base import SttProvider, TtsProvider
+from pipeline.providers.build import build_chat, build_stt, build_tts
+from pipeline.types import ChatMessage, OnTool
 
 
 class LocalBackend:
-    def __init__(self, stt: SpeechToText, orchestrator: Orchestrator, tts: TextToSpeech) -> None:
+    def __init__(self, stt: SttProvider, orchestrator: Orchestrator, tts: TtsProvider) -> None:
         self.stt, self.orchestrator, self.tts = stt, orchestrator, tts
         self.sample_rate = tts.sample_rate
 
@@ -32,7 +32,7 @@ class LocalBackend:
         return await self.stt.transcribe(audio)
 
     def chat(
-        self, messages: list[ChatMessage], on_tool: Callable[[ToolUse], None] | None = None
+        self, messages: list[ChatMessage], on_tool: OnTool | None = None
     ) -> AsyncIterator[str]:
         return self.orchestrator.chat(messages, max_tokens=None, temperature=None, on_tool=on_tool)
 

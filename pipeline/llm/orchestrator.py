@@ -1,7 +1,7 @@
-"""The LLM orchestrator: system prompt + history + the user's words -> streamed reply.
+"""The LLM orchestrator: the caller's messages -> a tool's spoken answer or the model's reply.
 
-It records the turn in history when the reply ends, including a reply cut
-short by cancellation (what was generated before the cut is what was said).
+Stateless: the caller owns the history (`pipeline/llm/history.py`) and sends it with
+each turn, so any replica can answer any turn.
 """
 
 from __future__ import annotations
@@ -9,20 +9,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 
 from pipeline.cache.client import Cache
+from pipeline.cache.namespaces import Namespace
 from pipeline.config import LlmArgs
 from pipeline.errors import BadInputError
-from pipeline.history import InMemoryHistory
-from pipeline.providers.base import ChatMessage, ChatModel
-from pipeline.text import clean_for_speech
-from pipeline.tools.registry import ToolResult, ToolUse
+from pipeline.providers.base import ChatProvider
+from pipeline.tools.registry import ToolResult
 from pipeline.tools.router import ToolCall
+from pipeline.types import ChatMessage, OnTool, ToolUse
 
 log = logging.getLogger("jarvis.orchestrator")
-OnTool = Callable[[ToolUse], None]
 
 
 class Tools(Protocol):
@@ -42,53 +41,18 @@ def reply_key(model: str, messages: Sequence[ChatMessage], max_tokens: int, temp
 class Orchestrator:
     def __init__(
         self,
-        model: ChatModel,
+        model: ChatProvider,
         args: LlmArgs,
-        history: InMemoryHistory | None = None,
         tools: Tools | None = None,
         cache: Cache | None = None,
     ) -> None:
         self._model = model
         self._args = args
         self._tools = tools
-        self._cache = cache  # caches replies to identical prompts (namespace "llm")
-        self._history = history or InMemoryHistory(
-            max_sessions=args.max_sessions, max_messages=2 * args.history_turns
-        )
+        self._cache = cache  # caches replies to identical prompts (Namespace.LLM)
 
     def use_tools(self, tools: Tools | None) -> None:
         self._tools = tools
-
-    @property
-    def system_prompt(self) -> str:
-        return self._args.system_prompt
-
-    async def respond(
-        self, session_id: str, text: str, *, on_tool: OnTool | None = None
-    ) -> AsyncIterator[str]:
-        """Stream the assistant's reply to `text` within session `session_id`."""
-        if not text.strip():
-            raise BadInputError("there is no text to answer")
-        messages = [
-            ChatMessage("system", self._args.system_prompt),
-            *self._history.get(session_id),  # already trimmed in blocks (see history.py)
-            ChatMessage("user", text),
-        ]
-        said: list[str] = []
-        try:
-            async for delta in self._answer(
-                messages,
-                max_tokens=self._args.max_tokens,
-                temperature=self._args.temperature,
-                on_tool=on_tool,
-            ):
-                said.append(delta)
-                yield delta
-        finally:
-            reply = clean_for_speech("".join(said))
-            self._history.append(
-                session_id, ChatMessage("user", text), ChatMessage("assistant", reply)
-            )
 
     async def chat(
         self,
@@ -98,7 +62,7 @@ class Orchestrator:
         temperature: float | None,
         on_tool: OnTool | None = None,
     ) -> AsyncIterator[str]:
-        """Stateless chat (OpenAI-compatible route): the caller owns the history."""
+        """Stream the reply to `messages`; a missing system prompt is the configured one."""
         if not messages:
             raise BadInputError("messages must not be empty")
         if messages[0].role != "system":
@@ -144,8 +108,5 @@ class Orchestrator:
                 yield delta
             return
         key = reply_key(self._model.name, messages, max_tokens, temperature)
-        async for delta in self._cache.stream_through("llm", key, generate):
+        async for delta in self._cache.stream_through(Namespace.LLM, key, generate):
             yield delta
-
-    def history(self, session_id: str) -> list[ChatMessage]:
-        return self._history.get(session_id)

@@ -26,6 +26,17 @@ class EventType(StrEnum):
     ERROR = "error"
 
 
+class ErrorCode(StrEnum):
+    """`code` of an `error` event: the session stays open (docs/sessions.md lists them)."""
+
+    BAD_AUDIO = "bad_audio"  # a binary frame of odd length
+    FRAME_TOO_LARGE = "frame_too_large"  # a binary frame over the session's limit
+    BAD_JSON = "bad_json"  # a text frame that is not JSON
+    UNKNOWN_TYPE = "unknown_type"  # a control message of no known type
+    BAD_UPDATE = "bad_update"  # a session.update the options refuse
+    RESPONSE_FAILED = "response_failed"  # a stage failed while answering
+
+
 @dataclass
 class Event:
     type: EventType
@@ -53,5 +64,5 @@ class TurnLatency:
         return asdict(self)
 
 
-def error(code: str, message: str) -> Event:
-    return Event(EventType.ERROR, {"code": code, "message": message})
+def error(code: ErrorCode, message: str) -> Event:
+    return Event(EventType.ERROR, {"code": code.value, "message": message})

@@ -1,4 +1,4 @@
-"""Conversation history: kept in memory for the turns at hand, written behind to Postgres.
+"""Conversation history: the recent turns in memory, every turn written behind to Postgres.
 
 `record()` never waits for the database: turns are queued and one background task
 writes them in order, after the reply has started. While Postgres is unreachable the
@@ -6,6 +6,7 @@ writer retries with backoff and keeps the queue (nothing is lost while the proce
 lives); a turn the database refuses outright (bad data) is logged and counted, not
 retried forever. `history()` answers from memory, or loads the last turns from
 Postgres: that is how a conversation resumes on a new or restarted replica.
+The recent turns are trimmed in blocks (`window.py`).
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from typing import Any
 import asyncpg
 
 from pipeline.errors import JarvisError, NotReadyError
-from pipeline.providers.base import ChatMessage
-from pipeline.store.conversations import TurnRecord, conversation_times, load_turns, save_turn
+from pipeline.llm.window import trim_in_blocks
+from pipeline.store.conversation_rows import conversation_times, load_turns, save_turn
+from pipeline.types import ChatMessage, TurnRecord
 
-log = logging.getLogger("jarvis.conversations")
+log = logging.getLogger("jarvis.history")
 Connect = Callable[[], Awaitable[asyncpg.Pool]]
 # A server that is down, restarting or refusing connections: retry. Other Postgres errors
 # (constraint, data) would fail again: give up on that turn.
@@ -84,8 +86,7 @@ class ConversationLog:
                 break
         else:
             turns.append(turn)
-            if len(turns) >= 2 * self._history_turns:  # in blocks: see history.py
-                del turns[: len(turns) - self._history_turns]
+            trim_in_blocks(turns, self._history_turns)
         self._touch(turn.conversation_id)
         self._queue.put_nowait(turn)
         if self._writer is None or self._writer.done():

@@ -1,17 +1,21 @@
-"""HTTP helpers for the ingress: bounded body reads, multipart parsing, bearer auth."""
+"""HTTP helpers for the ingress: bounded body reads, multipart parsing, bearer auth, the
+error envelope, streamed bodies."""
 
 from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import TypeVar
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from pipeline.errors import AuthError, BadInputError, PayloadTooLargeError
 
+T = TypeVar("T")
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 
 
@@ -75,3 +79,29 @@ def check_bearer(authorization: str | None, keys: frozenset[str]) -> None:
     token = authorization[7:].strip().encode()
     if not any(hmac.compare_digest(token, key.encode()) for key in keys):
         raise AuthError("invalid API key")
+
+
+async def first_item(stream: AsyncIterator[T]) -> T | None:
+    """Pull the first item now, so an error before it can still become an HTTP status."""
+    try:
+        return await anext(stream)
+    except StopAsyncIteration:
+        return None
+
+
+async def prepend(head: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if head:
+        yield head
+    async for chunk in chunks:
+        yield chunk
+
+
+def error_response(exc: Exception) -> JSONResponse:
+    """The error envelope: `{"error": {"message", "type"}}` with the error's HTTP status."""
+    cause = getattr(exc, "cause", None) or exc  # a RayTaskError carries the replica's error
+    status = getattr(cause, "status_code", 500)
+    message = getattr(cause, "message", None) or "internal error"
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        {"error": {"message": message, "type": type(cause).__name__}}, status, headers=headers
+    )

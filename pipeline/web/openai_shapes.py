@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from pipeline.errors import JarvisError
-from pipeline.providers.base import ChatMessage
+from pipeline.types import ChatMessage
 
 
 class ChatMessageIn(BaseModel):

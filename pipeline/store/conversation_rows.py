@@ -7,27 +7,14 @@ heard) and when a write is retried: both are idempotent upserts.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from pipeline.tools.registry import ToolUse
+from pipeline.types import ToolUse, TurnRecord
 
 USER, TOOL, ASSISTANT = 0, 1, 2  # seq of each message within a turn
-
-
-@dataclass(frozen=True)
-class TurnRecord:
-    conversation_id: str
-    turn_id: str
-    at: datetime  # when the user finished speaking; orders turns even when writes are retried
-    user_text: str
-    assistant_text: str
-    tool_use: ToolUse | None = None
-    timings: dict[str, Any] = field(default_factory=dict)
-    interrupted: bool = False
 
 
 _UPSERT = """

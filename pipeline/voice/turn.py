@@ -6,30 +6,20 @@ The same code runs over Ray handles (the ingress) and over in-process providers
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+import uuid
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import UTC, datetime
 
 import numpy as np
 
 from pipeline.errors import BadInputError
 from pipeline.metrics import TurnTimings
-from pipeline.providers.base import ChatMessage
-from pipeline.speak import spoken_clauses
-from pipeline.text import ClauseChunker, clean_for_speech
-from pipeline.tools.registry import ToolUse
+from pipeline.types import ChatMessage, Conversations, StageBackend, ToolUse, TurnRecord
+from pipeline.voice.speak import spoken_clauses
+from pipeline.voice.text import ClauseChunker, clean_for_speech
 
 FALLBACK_REPLY = "Sorry, I have no answer to that."
-
-
-class TurnBackend(Protocol):
-    async def transcribe(self, audio: np.ndarray) -> str: ...
-
-    def chat(
-        self, messages: list[ChatMessage], on_tool: Callable[[ToolUse], None] | None = None
-    ) -> AsyncIterator[str]: ...
-
-    async def synthesize(self, text: str) -> bytes: ...
 
 
 @dataclass
@@ -42,7 +32,7 @@ class TurnResult:
 
 
 async def run_turn(
-    backend: TurnBackend,
+    backend: StageBackend,
     audio: np.ndarray,
     history: Sequence[ChatMessage] = (),
     system_prompt: str | None = None,
@@ -87,3 +77,29 @@ async def run_turn(
         timings=timings,
         tool_use=tools[0] if tools else None,
     )
+
+
+async def converse(
+    backend: StageBackend,
+    conversations: Conversations,
+    conversation_id: str,
+    audio: np.ndarray,
+    system_prompt: str,
+) -> tuple[TurnResult, int]:
+    """One turn of a stored conversation (`POST /v1/turn`): its history in, the turn recorded
+    behind the reply. Returns the result and how many past turns were sent."""
+    at = datetime.now(UTC)
+    history = await conversations.history(conversation_id)
+    result = await run_turn(backend, audio, history, system_prompt)
+    conversations.record(
+        TurnRecord(
+            conversation_id,
+            "turn_" + uuid.uuid4().hex[:12],
+            at,
+            result.transcript,
+            result.reply,
+            result.tool_use,
+            result.timings.as_dict(),
+        )
+    )
+    return result, sum(m.role == "user" for m in history)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline import models
 from pipeline.config import LlmArgs, SttArgs, TtsArgs
+from pipeline.providers import model_files
 from pipeline.providers.llama import LlamaChat
 from pipeline.providers.piper import PiperTTS
 from pipeline.providers.whisper import WhisperSTT
@@ -13,7 +13,7 @@ from pipeline.providers.whisper import WhisperSTT
 
 def build_stt(args: SttArgs, cache_dir: Path) -> WhisperSTT:
     return WhisperSTT(
-        models.whisper_dir(args.model, cache_dir),
+        model_files.whisper_dir(args.model, cache_dir),
         cpu_threads=args.cpu_threads,
         beam_size=args.beam_size,
         vocabulary=args.vocabulary,
@@ -23,7 +23,7 @@ def build_stt(args: SttArgs, cache_dir: Path) -> WhisperSTT:
 
 def build_chat(args: LlmArgs, cache_dir: Path) -> LlamaChat:
     model = LlamaChat(
-        models.llm_gguf(cache_dir),
+        model_files.llm_gguf(cache_dir),
         n_threads=args.n_threads,
         n_ctx=args.n_ctx,
         kv_cache_mb=args.kv_cache_mb,
@@ -34,7 +34,7 @@ def build_chat(args: LlmArgs, cache_dir: Path) -> LlamaChat:
 
 
 def build_tts(args: TtsArgs) -> PiperTTS:
-    model_path, config_path = models.piper_voice()
+    model_path, config_path = model_files.piper_voice()
     return PiperTTS(
         model_path,
         config_path,

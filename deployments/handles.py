@@ -1,0 +1,68 @@
+"""The stage deployments seen through Serve handles: a hop per call, cancelled with the caller."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
+
+from pipeline.llm.wire import tool_uses_apart
+from pipeline.types import ChatMessage, OnTool
+
+
+async def relay(response: DeploymentResponse | DeploymentResponseGenerator) -> AsyncIterator[Any]:
+    """Relay a streamed handle call; when the consumer stops or is cancelled, so does the call.
+
+    Cancelling the task that awaits a streaming response does not reach the replica by
+    itself: `cancel()` does (a no-op once the stream has ended).
+    """
+    assert isinstance(response, DeploymentResponseGenerator), "call with options(stream=True)"
+    try:
+        async for item in response:
+            yield item
+    finally:
+        response.cancel()
+
+
+class Stages:
+    """`StageBackend` (pipeline/types.py) over the STT, LLM and TTS deployments, plus the
+    calls the HTTP routes make of them."""
+
+    def __init__(self, stt: DeploymentHandle, llm: DeploymentHandle, tts: DeploymentHandle) -> None:
+        self.stt, self.llm, self.tts = stt, llm, tts
+        self._tts_rate: int | None = None
+
+    async def transcribe(self, samples: np.ndarray) -> str:
+        return await self.stt.transcribe.remote(samples)
+
+    async def chat(
+        self, messages: list[ChatMessage], on_tool: OnTool | None = None
+    ) -> AsyncIterator[str]:
+        async for delta in self.chat_deltas(messages, on_tool=on_tool):
+            yield delta
+
+    def chat_deltas(
+        self,
+        messages: list[ChatMessage],
+        *,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        on_tool: OnTool | None = None,
+    ) -> AsyncIterator[str]:
+        """The reply's text; the turn's tool use goes to `on_tool`."""
+        items = relay(self.llm.options(stream=True).chat.remote(messages, max_tokens, temperature))
+        return tool_uses_apart(items, on_tool)
+
+    async def synthesize(self, text: str) -> bytes:
+        return await self.tts.synthesize.remote(text)
+
+    def speech(self, text: str) -> AsyncIterator[bytes]:
+        """PCM16 of `text`, sentence by sentence."""
+        return relay(self.tts.options(stream=True).stream.remote(text))
+
+    async def sample_rate(self) -> int:
+        if self._tts_rate is None:
+            self._tts_rate = await self.tts.sample_rate.remote()
+        return self._tts_rate

@@ -1,0 +1,1 @@
+"""The voice path: session loop, utterances, replies, turn detection, speaking, events, audio."""

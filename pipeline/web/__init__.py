@@ -1,0 +1,1 @@
+"""The web layer: HTTP helpers, the WebSocket pump, OpenAI shapes, static pages, a Python client."""
