@@ -68,7 +68,7 @@ class StageBackend(Protocol):
 
 
 class Conversations(Protocol):
-    """Where turns are kept: `pipeline/llm/history.ConversationLog` (memory + Postgres)."""
+    """Where turns are kept: `ConversationLog` in `pipeline/llm/history.py` (memory + Postgres)."""
 
     async def history(self, conversation_id: str) -> list[ChatMessage]: ...
 

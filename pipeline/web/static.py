@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pipeline.errors import NotFoundError
 
-WEB_DIR = Path(__file__).resolve().parents[1] / "web"
+WEB_DIR = Path(__file__).resolve().parents[2] / "web"  # the repository's web/
 FILES = frozenset({"index.html", "app.js", "mic-worklet.js", "style.css"})
 
 

@@ -52,3 +52,13 @@ def test_session_ids() -> None:
     for bad in ("", "x" * 129, "a b", "../etc"):
         with pytest.raises(BadInputError):
             check_session_id(bad)
+
+
+def test_the_browser_client_files_are_served_and_nothing_else() -> None:
+    from pipeline.errors import NotFoundError
+    from pipeline.web.static import FILES, web_file
+
+    for name in FILES:
+        assert web_file(name).is_file(), name
+    with pytest.raises(NotFoundError):
+        web_file("../pyproject.toml")

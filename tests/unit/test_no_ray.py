@@ -36,6 +36,19 @@ def test_no_module_at_the_top_belongs_to_a_group() -> None:
     assert top == {"__init__", "types", "config", "errors", "metrics", "cli"}
 
 
+def test_the_voice_path_imports_neither_the_store_nor_the_tools() -> None:
+    """Domain types come from pipeline/types.py, so the session loop and the stream helpers
+    do not drag in asyncpg, the store or the tool definitions."""
+    code = (
+        "import sys, pipeline.voice.session, pipeline.voice.turn, pipeline.llm.wire\n"
+        "bad = sorted(m for m in sys.modules if m.startswith(('pipeline.store', 'pipeline.tools',"
+        " 'asyncpg')))\n"
+        "print(bad)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_starting_ray_in_a_unit_test_fails() -> None:
     with pytest.raises(RuntimeError, match="must not start Ray"):
         ray.init()
