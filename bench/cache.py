@@ -29,7 +29,7 @@ from pipeline.cache.client import Cache
 from pipeline.cache.core import CacheCore
 from pipeline.cache.store import KeyValueStore, MemoryStore, RedisStore
 from pipeline.config import AppArgs, CacheTtls, Settings
-from pipeline.llm.orchestrator import Orchestrator, Tools
+from pipeline.llm.orchestrator import Orchestrator
 from pipeline.metrics import summarize
 from pipeline.providers.build import build_chat, build_stt, build_tts
 from pipeline.providers.in_process import LocalBackend
@@ -37,6 +37,7 @@ from pipeline.store.db import open_pool
 from pipeline.store.seed import seed
 from pipeline.tools.cached import CachedTools
 from pipeline.tools.definitions import EXAMPLES, GUIDE, company_tools
+from pipeline.tools.policy import Tools
 from pipeline.tools.router import ToolRouter
 from pipeline.voice import audio
 from pipeline.voice.turn import run_turn

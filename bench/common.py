@@ -31,6 +31,26 @@ SENTENCES = [
     "How long does it take to unload a full trailer?",
 ]
 
+# Company questions, each asked once per run (first-time: no cache hit), all answered by the
+# read-only tools: loads, stock, equipment.
+COMPANY_QUESTIONS = [
+    "What is the status of load 427?",
+    "How much rice do we have in the south warehouse?",
+    "Is forklift FL-07 working?",
+    "Where is load two hundred fifteen?",
+    "Which trucks are available?",
+    "How many cases of batteries are in the east warehouse?",
+    "Is load 333 delayed?",
+    "Which dock doors are open in the north warehouse?",
+    "Do we have any coffee beans?",
+    "When will load one hundred twenty arrive?",
+    "Are any trailers in maintenance?",
+    "How many drums of motor oil are in the west warehouse?",
+    "Who is driving load 300?",
+    "Is truck TRK-05 on route?",
+    "How much sugar is in the north warehouse?",
+]
+
 
 def wait_ready(url: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout

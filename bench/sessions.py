@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import RESULTS, SENTENCES, app_running, write_results
+from bench.common import COMPANY_QUESTIONS, RESULTS, SENTENCES, app_running, write_results
 from pipeline.config import AppArgs
 from pipeline.metrics import summarize
 from pipeline.providers.build import build_tts
@@ -57,11 +57,11 @@ CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
-def make_questions() -> list[tuple[bytes, float]]:
+def make_questions(sentences: list[str] = SENTENCES) -> list[tuple[bytes, float]]:
     """(16 kHz PCM16, seconds to the last speech sample) per sentence."""
     tts = build_tts(AppArgs().tts)
     out = []
-    for pcm in asyncio.run(tts.synthesize_batch(SENTENCES)):
+    for pcm in asyncio.run(tts.synthesize_batch(sentences)):
         samples = audio.resample(audio.pcm16_to_float(pcm), tts.sample_rate, 16_000)
         end = int(np.flatnonzero(np.abs(samples) > 0.02)[-1]) + 1
         out.append((audio.float_to_pcm16(samples), end / 16_000))
@@ -130,14 +130,23 @@ def main() -> None:
     parser.add_argument(
         "--configs", nargs="+", default=list(CONFIGS), help=f"which of: {', '.join(CONFIGS)}"
     )
+    parser.add_argument(
+        "--questions",
+        choices=["mixed", "company"],
+        default="mixed",
+        help="mixed: the bench sentences, repeats included; company: distinct company questions "
+        "(first-time, answered by tools; use --turns 15 or fewer)",
+    )
     args = parser.parse_args()
 
-    questions = make_questions()
+    questions = warm_up = make_questions()
+    if args.questions == "company":
+        questions = make_questions(COMPANY_QUESTIONS)
     rows: list[str] = []
     raw: dict[str, Any] = {}
     with app_running(args.url) as base:
         url = base.replace("http", "ws", 1) + "/v1/sessions"
-        asyncio.run(run(url, DEFAULTS, questions, 1, 1))  # warm-up
+        asyncio.run(run(url, DEFAULTS, warm_up, 1, 1))  # warm-up
         for name in args.configs:
             options = CONFIGS[name]
             samples = asyncio.run(run(url, options, questions, args.turns, 1))

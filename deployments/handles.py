@@ -38,9 +38,9 @@ class Stages:
         return await self.stt.transcribe.remote(samples)
 
     async def chat(
-        self, messages: list[ChatMessage], on_tool: OnTool | None = None
+        self, messages: list[ChatMessage], on_tool: OnTool | None = None, *, final: bool = True
     ) -> AsyncIterator[str]:
-        async for delta in self.chat_deltas(messages, on_tool=on_tool):
+        async for delta in self.chat_deltas(messages, on_tool=on_tool, final=final):
             yield delta
 
     def chat_deltas(
@@ -50,9 +50,11 @@ class Stages:
         max_tokens: int | None = None,
         temperature: float | None = None,
         on_tool: OnTool | None = None,
+        final: bool = True,
     ) -> AsyncIterator[str]:
         """The reply's text; the turn's tool use goes to `on_tool`."""
-        items = relay(self.llm.options(stream=True).chat.remote(messages, max_tokens, temperature))
+        call = self.llm.options(stream=True).chat.remote(messages, max_tokens, temperature, final)
+        items = relay(call)
         return tool_uses_apart(items, on_tool)
 
     async def synthesize(self, text: str) -> bytes:

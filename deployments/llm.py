@@ -28,11 +28,21 @@ class LLMOrchestrator:
         self._tools: ToolsOpener | None = None
         if args.tools:
             # Serve runs the constructor on the replica's event loop: open in the background.
-            self._tools = ToolsOpener(self._model, Settings(), self._cache)
+            self._tools = ToolsOpener(
+                self._model,
+                Settings(),
+                self._cache,
+                confirm_within_s=args.confirm_within_s,
+                confirm_within_turns=args.confirm_within_turns,
+            )
             self._tools.start()
 
     async def chat(
-        self, messages: list[ChatMessage], max_tokens: int | None, temperature: float | None
+        self,
+        messages: list[ChatMessage],
+        max_tokens: int | None,
+        temperature: float | None,
+        final: bool = True,
     ) -> AsyncIterator[str | ToolUse]:
         """Text deltas; a tool call of the turn comes first, as a `ToolUse`."""
         if self._tools is not None:
@@ -41,7 +51,11 @@ class LLMOrchestrator:
         async with self._work.track():
             async for item in with_tool_uses(
                 lambda on_tool: self._orchestrator.chat(
-                    messages, max_tokens=max_tokens, temperature=temperature, on_tool=on_tool
+                    messages,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    on_tool=on_tool,
+                    final=final,
                 )
             ):
                 yield item

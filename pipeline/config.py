@@ -56,6 +56,10 @@ class LlmArgs(BaseModel):
     # Company questions are answered from the database, never invented. Routing costs model
     # time the first time a question is asked (the `search` cache answers repeats).
     tools: bool = Field(default=True, description="company tools over Postgres (DATABASE_URL)")
+    # A write (schedule_pickup) is read back and runs only on a yes within this many
+    # assistant turns and seconds.
+    confirm_within_turns: int = Field(default=1, ge=1, le=10)
+    confirm_within_s: float = Field(default=120.0, gt=0, le=3600)
     timeout_s: float = Field(default=60.0, gt=0)
 
 

@@ -49,3 +49,10 @@ class ModelFileError(JarvisError):
     """Model files are missing or do not match their pinned checksum."""
 
     status_code = 503
+
+
+class SpeculativeWriteRefused(JarvisError):
+    """The turn would change company data, but its transcript is speculative (the user may
+    still be speaking): the caller asks again once the turn has ended."""
+
+    status_code = 409

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -17,10 +18,14 @@ import numpy as np
 Role = Literal["system", "user", "assistant"]
 
 
-@dataclass(frozen=True)
-class ChatMessage:
-    role: Role
-    content: str
+class ToolState(StrEnum):
+    """Where a tool call of a turn stands. A call that is not DONE is conversation state: the
+    next turn may complete it (ASKED), confirm or correct it (PROPOSED), or drop it."""
+
+    DONE = "done"  # the tool ran; `spoken` is its answer
+    ASKED = "asked"  # arguments are missing: `spoken` asks for them, `arguments` holds the rest
+    PROPOSED = "proposed"  # a write read back; it runs only on the user's yes in the next turn
+    DECLINED = "declined"  # the user said no, or the proposal expired
 
 
 @dataclass(frozen=True)
@@ -32,9 +37,36 @@ class ToolUse:
     spoken: str
     data: dict[str, Any]
     ok: bool
+    state: ToolState = ToolState.DONE
+    call_id: str = (
+        ""  # a proposal's id: the write it leads to is done once, however often confirmed
+    )
+    at: float = 0.0  # unix time of a proposal (it expires)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> ToolUse:
+        return ToolUse(
+            d["name"],
+            d.get("arguments") or {},
+            d.get("spoken", ""),
+            d.get("data") or {},
+            bool(d.get("ok", True)),
+            ToolState(d.get("state", ToolState.DONE)),
+            d.get("call_id", ""),
+            float(d.get("at", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+    # On an assistant message: the turn's tool call, so a question the assistant asked or a
+    # write it proposed travels with the history to whichever replica answers next.
+    tool_use: ToolUse | None = None
 
 
 OnTool = Callable[[ToolUse], None]
@@ -61,8 +93,11 @@ class StageBackend(Protocol):
     async def transcribe(self, audio: np.ndarray) -> str: ...
 
     def chat(
-        self, messages: list[ChatMessage], on_tool: OnTool | None = None
-    ) -> AsyncIterator[str]: ...
+        self, messages: list[ChatMessage], on_tool: OnTool | None = None, *, final: bool = True
+    ) -> AsyncIterator[str]:
+        """`final` False: the user may still be speaking (a preemptive reply); a turn that
+        would change company data then raises `SpeculativeWriteRefused`."""
+        ...
 
     async def synthesize(self, text: str) -> bytes: ...
 

@@ -3,6 +3,7 @@
 #   scripts/bench.sh            turn latency: Ray Serve graph vs plain process (POST /v1/turn)
 #   scripts/bench.sh sessions   voice-to-voice over WebSocket sessions, techniques on/off
 #   scripts/bench.sh cache      tool calls and turns with the cache off / in memory / Redis
+#   scripts/bench.sh tools      tool evaluation set: accuracy, safety, latency (--speech too)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -10,6 +11,7 @@ source scripts/env.sh
 case "${1:-turns}" in
   sessions) shift; exec .venv/bin/python -m bench.sessions "$@" ;;
   cache) shift; exec .venv/bin/python -m bench.cache "$@" ;;
+  tools) shift; exec .venv/bin/python -m bench.tool_eval "$@" ;;
   turns) [ $# -gt 0 ] && shift; exec .venv/bin/python -m bench.turns "$@" ;;
   *) exec .venv/bin/python -m bench.turns "$@" ;;
 esac

@@ -23,7 +23,7 @@ from pipeline.providers.base import ChatProvider, SttProvider, TtsProvider
 from pipeline.providers.in_process import LocalBackend
 from pipeline.tools.registry import ToolResult
 from pipeline.tools.router import ToolCall
-from pipeline.types import ChatMessage
+from pipeline.types import ChatMessage, ToolUse
 from pipeline.voice.vad import RATE
 
 Transcripts = str | Sequence[str] | Callable[[np.ndarray], str]
@@ -230,7 +230,8 @@ class FakeTts(TtsProvider):
 
 
 class FakeTools:
-    """The orchestrator's `Tools`: routes questions `matches` accepts to one scripted call."""
+    """The orchestrator's `Tools` (the tool layer): answers the questions `matches` accepts
+    with one scripted call and its result."""
 
     def __init__(
         self,
@@ -245,13 +246,16 @@ class FakeTools:
         self.routed: list[str] = []  # questions asked
         self.called: list[ToolCall] = []
 
-    async def route(self, question: str) -> ToolCall | None:
+    async def answer(
+        self, messages: Sequence[ChatMessage], *, final: bool = True
+    ) -> ToolUse | None:
+        question = messages[-1].content
         self.routed.append(question)
-        return self._tool_call if self._matches(question) else None
-
-    async def call(self, call: ToolCall) -> ToolResult:
+        if not self._matches(question):
+            return None
+        call, r = self._tool_call, self._result
         self.called.append(call)
-        return self._result
+        return ToolUse(call.name, call.arguments, r.spoken, r.data, r.ok)
 
 
 def fake_backend(

@@ -46,7 +46,10 @@ def as_messages(turns: list[TurnRecord]) -> list[ChatMessage]:
     for t in turns:
         out.append(ChatMessage("user", t.user_text))
         if t.assistant_text:
-            out.append(ChatMessage("assistant", t.assistant_text))
+            # A reply cut short was not all heard: its tool call (a question, a read-back)
+            # is not carried on, so a cut-off proposal cannot be confirmed.
+            use = None if t.interrupted else t.tool_use
+            out.append(ChatMessage("assistant", t.assistant_text, use))
     return out
 
 

@@ -17,19 +17,19 @@ from pipeline.cache.namespaces import Namespace
 from pipeline.config import LlmArgs
 from pipeline.errors import BadInputError
 from pipeline.providers.base import ChatProvider
-from pipeline.tools.registry import ToolResult
-from pipeline.tools.router import ToolCall
 from pipeline.types import ChatMessage, OnTool, ToolUse
 
 log = logging.getLogger("jarvis.orchestrator")
 
 
 class Tools(Protocol):
-    """A `ToolRouter`, or `CachedTools` in front of one."""
+    """The tool layer (`pipeline/tools/policy.ToolPolicy`): the tool turn for the last user
+    message (an answer, a question for what is missing, a read-back to confirm), a fixed
+    reply (a bare yes with nothing to confirm), or None: the model answers."""
 
-    async def route(self, question: str) -> ToolCall | None: ...
-
-    async def call(self, call: ToolCall) -> ToolResult: ...
+    async def answer(
+        self, messages: Sequence[ChatMessage], *, final: bool = True
+    ) -> ToolUse | str | None: ...
 
 
 def reply_key(model: str, messages: Sequence[ChatMessage], max_tokens: int, temp: float) -> str:
@@ -61,6 +61,7 @@ class Orchestrator:
         max_tokens: int | None,
         temperature: float | None,
         on_tool: OnTool | None = None,
+        final: bool = True,
     ) -> AsyncIterator[str]:
         """Stream the reply to `messages`; a missing system prompt is the configured one."""
         if not messages:
@@ -72,6 +73,7 @@ class Orchestrator:
             max_tokens=max_tokens or self._args.max_tokens,
             temperature=self._args.temperature if temperature is None else temperature,
             on_tool=on_tool,
+            final=final,
         ):
             yield delta
 
@@ -82,6 +84,7 @@ class Orchestrator:
         max_tokens: int,
         temperature: float,
         on_tool: OnTool | None,
+        final: bool,
     ) -> AsyncIterator[str]:
         """A tool's spoken result when the request needs company data, else the model's words.
 
@@ -89,15 +92,14 @@ class Orchestrator:
         stock comes from the database, never from the model's imagination.
         """
         if self._tools is not None and messages[-1].role == "user":
-            call = await self._tools.route(messages[-1].content)
-            if call is not None:
-                result = await self._tools.call(call)
-                log.info("tool %s ok=%s", call.name, result.ok)  # no arguments in logs
+            use = await self._tools.answer(messages, final=final)
+            if isinstance(use, str):  # a fixed reply, no tool
+                yield use
+                return
+            if use is not None:
                 if on_tool is not None:
-                    on_tool(
-                        ToolUse(call.name, call.arguments, result.spoken, result.data, result.ok)
-                    )
-                yield result.spoken
+                    on_tool(use)
+                yield use.spoken
                 return
 
         def generate() -> AsyncIterator[str]:

@@ -32,9 +32,11 @@ class LocalBackend:
         return await self.stt.transcribe(audio)
 
     def chat(
-        self, messages: list[ChatMessage], on_tool: OnTool | None = None
+        self, messages: list[ChatMessage], on_tool: OnTool | None = None, *, final: bool = True
     ) -> AsyncIterator[str]:
-        return self.orchestrator.chat(messages, max_tokens=None, temperature=None, on_tool=on_tool)
+        return self.orchestrator.chat(
+            messages, max_tokens=None, temperature=None, on_tool=on_tool, final=final
+        )
 
     async def synthesize(self, text: str) -> bytes:
         return await self.tts.synthesize(text)

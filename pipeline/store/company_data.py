@@ -81,16 +81,39 @@ async def find_equipment(
 
 
 async def create_load(
-    pool: asyncpg.Pool, *, origin: str, destination: str, pickup_at: datetime, driver: str | None
+    pool: asyncpg.Pool,
+    *,
+    origin: str,
+    destination: str,
+    pickup_at: datetime,
+    driver: str | None,
+    request_id: str | None = None,
 ) -> Load:
+    """A new scheduled load. The same `request_id` again returns the load it created."""
     row = await pool.fetchrow(
-        """INSERT INTO loads (status, origin, destination, driver, pickup_at)
-           VALUES ('scheduled', $1, $2, $3, $4)
-           RETURNING id, status, origin, destination, driver, pickup_at, eta""",
+        """WITH made AS (
+               INSERT INTO loads (status, origin, destination, driver, pickup_at, request_id)
+               VALUES ('scheduled', $1, $2, $3, $4, $5)
+               ON CONFLICT (request_id) DO NOTHING
+               RETURNING id, status, origin, destination, driver, pickup_at, eta)
+           SELECT * FROM made
+           UNION ALL
+           SELECT id, status, origin, destination, driver, pickup_at, eta FROM loads
+           WHERE request_id = $5 AND NOT EXISTS (SELECT 1 FROM made)""",
         origin,
         destination,
         driver,
         pickup_at,
+        request_id,
     )
     assert row is not None
     return Load(**dict(row))
+
+
+async def equipment_locations(pool: asyncpg.Pool, kind: str | None) -> list[str]:
+    rows = await pool.fetch(
+        "SELECT DISTINCT location FROM equipment WHERE ($1::text IS NULL OR type = $1)"
+        " ORDER BY location",
+        kind,
+    )
+    return [r["location"] for r in rows]

@@ -33,7 +33,19 @@ async def save_turn(pool: asyncpg.Pool, t: TurnRecord) -> None:
     ]
     if t.tool_use is not None:
         u = t.tool_use
-        result = json.dumps({"spoken": u.spoken, "data": u.data, "ok": u.ok}, default=str)
+        # The call's state travels with its result: a question asked or a write proposed is
+        # picked up again by the next turn, also on another replica or after a restart.
+        result = json.dumps(
+            {
+                "spoken": u.spoken,
+                "data": u.data,
+                "ok": u.ok,
+                "state": u.state.value,
+                "call_id": u.call_id,
+                "at": u.at,
+            },
+            default=str,
+        )
         rows.append(
             (
                 t.conversation_id,
@@ -92,12 +104,8 @@ async def load_turns(pool: asyncpg.Pool, conversation_id: str, *, last: int) -> 
             t["user"] = r["content"]
         elif r["seq"] == TOOL:
             result = json.loads(r["tool_result"])
-            t["tool"] = ToolUse(
-                r["tool_name"],
-                json.loads(r["tool_args"]),
-                result["spoken"],
-                result["data"],
-                result["ok"],
+            t["tool"] = ToolUse.from_dict(
+                {"name": r["tool_name"], "arguments": json.loads(r["tool_args"]), **result}
             )
         else:
             t["assistant"] = r["content"]

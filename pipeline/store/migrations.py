@@ -91,6 +91,13 @@ MIGRATIONS = [
         ALTER TABLE messages ADD COLUMN interrupted boolean NOT NULL DEFAULT false;
         """,
     ),
+    Migration(
+        4,
+        "confirmed writes happen once",
+        """
+        ALTER TABLE loads ADD COLUMN request_id text UNIQUE;
+        """,
+    ),
 ]
 
 

@@ -17,11 +17,11 @@ import asyncpg
 from pipeline.cache.client import Cache
 from pipeline.config import Settings
 from pipeline.errors import JarvisError
-from pipeline.llm.orchestrator import Tools
 from pipeline.store.db import open_database
 from pipeline.store.seed import seed
 from pipeline.tools.cached import CachedTools
 from pipeline.tools.definitions import EXAMPLES, GUIDE, company_tools
+from pipeline.tools.policy import ToolPolicy
 from pipeline.tools.router import StructuredModel, ToolRouter
 
 log = logging.getLogger("jarvis.tools")
@@ -31,8 +31,13 @@ RETRY_S = 30.0
 
 
 async def open_company_tools(
-    model: StructuredModel, settings: Settings, cache: Cache | None = None
-) -> tuple[Tools, asyncpg.Pool]:
+    model: StructuredModel,
+    settings: Settings,
+    cache: Cache | None = None,
+    *,
+    confirm_within_s: float = 120.0,
+    confirm_within_turns: int = 1,
+) -> tuple[ToolPolicy, asyncpg.Pool]:
     pool = await open_database(settings)
     if not await pool.fetchval("SELECT EXISTS (SELECT 1 FROM loads)"):
         counts = await seed(pool)
@@ -43,7 +48,11 @@ async def open_company_tools(
     # user's turn (measured: that turn's first token came 3.7 s after its transcript).
     for question in WARM_UP:
         await router.route(question)
-    return (router if cache is None else CachedTools(router, registry, cache)), pool
+    tools = router if cache is None else CachedTools(router, registry, cache)
+    policy = ToolPolicy(
+        tools, registry, within_s=confirm_within_s, within_turns=confirm_within_turns
+    )
+    return policy, pool
 
 
 class ToolsState(StrEnum):
@@ -55,11 +64,18 @@ class ToolsState(StrEnum):
 
 class ToolsOpener:
     def __init__(
-        self, model: StructuredModel, settings: Settings, cache: Cache | None = None
+        self,
+        model: StructuredModel,
+        settings: Settings,
+        cache: Cache | None = None,
+        *,
+        confirm_within_s: float = 120.0,
+        confirm_within_turns: int = 1,
     ) -> None:
         self._args = (model, settings, cache)
+        self._confirm = (confirm_within_s, confirm_within_turns)
         self.state = ToolsState.OPENING
-        self.tools: Tools | None = None
+        self.tools: ToolPolicy | None = None
         self._pool: asyncpg.Pool | None = None
         self._first_attempt = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -75,7 +91,12 @@ class ToolsOpener:
         while True:
             try:
                 self.tools, self._pool = await asyncio.wait_for(
-                    open_company_tools(*self._args), timeout=OPEN_TIMEOUT_S
+                    open_company_tools(
+                        *self._args,
+                        confirm_within_s=self._confirm[0],
+                        confirm_within_turns=self._confirm[1],
+                    ),
+                    timeout=OPEN_TIMEOUT_S,
                 )
                 self.state = ToolsState.ON
                 self._first_attempt.set()

@@ -1,7 +1,8 @@
-"""Tool registry: JSON schema per tool, argument validation, spoken-friendly results.
+"""Tool registry: argument models, validation, spoken-friendly results, read-only or writing.
 
 A tool call never raises into the conversation: bad arguments become a spoken request
-for what is missing, an unknown tool a spoken refusal.
+for what is missing, an unknown tool a spoken refusal. A tool that `writes` runs only
+after the user's yes to its read-back (`policy.py` enforces it for every model).
 """
 
 from __future__ import annotations
@@ -31,9 +32,19 @@ class Tool(Generic[A]):
     name: str
     description: str
     args: type[A]
-    run: Callable[[A], Awaitable[ToolResult]]
+    # `run(args, call_id)`: a write uses `call_id` to do its work once, however often the
+    # same confirmed call arrives (a retried turn, a repeated yes).
+    run: Callable[[A, str], Awaitable[ToolResult]]
     when_invalid: str  # spoken when the arguments do not validate
+    # Per required argument, how to ask for it ("where should it go"): a question names
+    # exactly what is missing.
+    asks: dict[str, str] = field(default_factory=dict)
+    writes: bool = False  # changes company data: read back and confirmed first
+    readback: Callable[[A], str] | None = None  # a write's proposal, as a yes/no question
     cues: str = ""  # regex of words that make this tool a candidate (the router's cheap gate)
+    excludes: str = ""  # regex of words that make it no candidate ("pallet jacks" are no stock)
+    # Regex of words that pick this tool without asking the model ("load 427", "FL-07").
+    decides: str = ""
     cache_ns: Namespace | None = None  # cache namespace of its results; None: never cached (writes)
     # Arguments read straight from the question when that is unambiguous (e.g. the one
     # number in "where is load 427?"): saves the model's argument step (~0.7 s on 2 cores).
@@ -45,17 +56,28 @@ class ToolRegistry:
         self._tools = {t.name: t for t in tools}
 
     def candidates(self, question: str) -> list[str]:
-        """Tools whose cue words occur in `question`; a tool without cues always qualifies."""
+        """Tools whose cue words occur in `question` (a tool without cues always qualifies)
+        and whose excluding words do not."""
         return [
             t.name
             for t in self._tools.values()
-            if not t.cues or re.search(t.cues, question, re.IGNORECASE)
+            if (not t.cues or re.search(t.cues, question, re.IGNORECASE))
+            and not (t.excludes and re.search(t.excludes, question, re.IGNORECASE))
         ]
+
+    def decided(self, question: str) -> str | None:
+        """The one candidate whose deciding words occur in `question`, if exactly one."""
+        sure = [
+            name
+            for name in self.candidates(question)
+            if (t := self._tools[name]).decides and re.search(t.decides, question, re.IGNORECASE)
+        ]
+        return sure[0] if len(sure) == 1 else None
 
     def get(self, name: str) -> Tool[Any] | None:
         return self._tools.get(name)
 
-    async def call(self, name: str, arguments: dict[str, Any]) -> ToolResult:
+    async def call(self, name: str, arguments: dict[str, Any], call_id: str = "") -> ToolResult:
         tool = self._tools.get(name)
         if tool is None:
             return ToolResult(
@@ -68,4 +90,4 @@ class ToolRegistry:
             return ToolResult(
                 tool.when_invalid, {"error": "invalid arguments", "fields": fields}, ok=False
             )
-        return await tool.run(args)
+        return await tool.run(args, call_id)

@@ -34,6 +34,7 @@ class StructuredModel(Protocol):
 class ToolCall:
     name: str
     arguments: dict[str, Any]
+    call_id: str = ""  # a confirmed write's proposal id (see policy.py)
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ class ToolRouter:
         return messages
 
     async def call(self, call: ToolCall) -> ToolResult:
-        return await self._registry.call(call.name, call.arguments)
+        return await self._registry.call(call.name, call.arguments, call.call_id)
 
     async def route(self, question: str, *, now: datetime | None = None) -> ToolCall | None:
         """The tool call for `question`, or None when no tool applies."""
@@ -83,11 +84,13 @@ class ToolRouter:
         candidates = self._registry.candidates(question)
         if not candidates:
             return None  # no cue word of any tool: small talk, answered without a model call
-        picked = await self._model.structured(
-            [*self._pick_prompt, ChatMessage("user", question)],
-            grammar="root ::= " + " | ".join(f'"{n}"' for n in [*candidates, NONE]),
-            max_tokens=12,
-        )
+        picked = self._registry.decided(question)  # "load 427", "FL-07": no model step
+        if picked is None:
+            picked = await self._model.structured(
+                [*self._pick_prompt, ChatMessage("user", question)],
+                grammar="root ::= " + " | ".join(f'"{n}"' for n in [*candidates, NONE]),
+                max_tokens=12,
+            )
         tool = self._registry.get(picked.strip())
         if tool is None:
             return None

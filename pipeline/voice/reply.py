@@ -14,7 +14,7 @@ import uuid
 from datetime import UTC, datetime
 
 from pipeline.types import ToolUse
-from pipeline.voice.events import TurnLatency
+from pipeline.voice.events import Event, TurnLatency
 
 
 class Reply:
@@ -23,6 +23,8 @@ class Reply:
         self.speech_end = speech_end  # perf_counter of the last voiced frame
         self.started_at = datetime.now(UTC)
         self.released = asyncio.Event()
+        self.held: list[Event] = []  # events made before the release, sent after it
+        self.sending = asyncio.Lock()  # held events leave in order
         self.latency = TurnLatency()
         self.user_text = ""
         self.text: list[str] = []  # deltas as generated
@@ -34,6 +36,9 @@ class Reply:
         self.task: asyncio.Task[None] | None = None
         self._played: list[tuple[str, float]] = []  # (clause, perf_counter when it starts)
         self._playing_until = 0.0
+
+    def hold(self, event: Event) -> None:
+        self.held.append(event)
 
     def ms_since_speech_end(self) -> float:
         return round((time.perf_counter() - self.speech_end) * 1000.0, 1)

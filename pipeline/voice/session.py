@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import ValidationError
 
 from pipeline.config import SessionLimits, SessionOptions
-from pipeline.errors import JarvisError
+from pipeline.errors import JarvisError, SpeculativeWriteRefused
 from pipeline.llm.window import trim_in_blocks
 from pipeline.types import ChatMessage, StageBackend, ToolUse, TurnRecord
 from pipeline.voice.events import ErrorCode, Event, EventType, error
@@ -281,11 +281,11 @@ class VoiceSession:
         except asyncio.CancelledError:
             raise
         except JarvisError as e:
-            await r.released.wait()
+            await self._flush(r)
             await self._emit(error(ErrorCode.RESPONSE_FAILED, e.message))
         except Exception:
             log.exception("response %s failed", r.id)
-            await r.released.wait()
+            await self._flush(r)
             await self._emit(error(ErrorCode.RESPONSE_FAILED, "the reply failed; try again"))
         finally:
             r.finished = True
@@ -293,23 +293,33 @@ class VoiceSession:
                 self._remember(r)
 
     async def _answer(self, r: Reply, transcript: Awaitable[str]) -> None:
+        """Transcript -> LLM -> TTS, started at once: a preemptive reply generates while the
+        end of the turn is not yet confirmed, and its events and audio wait behind the gate."""
         text = (await transcript).strip()
         r.latency.stt_ms = r.ms_since_speech_end()
-        await r.released.wait()
-        await self._emit(Event(EventType.TRANSCRIPT_FINAL, {"text": text, "response_id": r.id}))
+        r.hold(Event(EventType.TRANSCRIPT_FINAL, {"text": text, "response_id": r.id}))
         if not text:
+            await self._flush(r)
             return
         r.user_text = text
+        try:
+            await self._speak(r, text, final=r.released.is_set())
+        except SpeculativeWriteRefused:
+            # The turn would write (a confirmed booking): never on a transcript the user may
+            # still change. Nothing was said yet; answer again once the turn has ended.
+            await r.released.wait()
+            await self._speak(r, text, final=True)
+
+    async def _speak(self, r: Reply, text: str, *, final: bool) -> None:
         chunker = ClauseChunker(max_first_chars=self.options.first_clause_max_chars)
 
         async def on_delta(delta: str) -> None:
             if r.latency.llm_first_token_ms is None:
                 r.latency.llm_first_token_ms = r.ms_since_speech_end()
             r.text.append(delta)
-            await r.released.wait()
-            await self._emit(
-                Event(EventType.RESPONSE_TEXT_DELTA, {"response_id": r.id, "delta": delta})
-            )
+            r.hold(Event(EventType.RESPONSE_TEXT_DELTA, {"response_id": r.id, "delta": delta}))
+            if r.released.is_set():  # never wait here: the LLM and TTS go on behind the gate
+                await self._flush(r)
 
         def on_clause(_: str) -> None:
             if r.latency.first_clause_ms is None:
@@ -319,7 +329,7 @@ class VoiceSession:
             r.tool_use = use
 
         clauses = spoken_clauses(
-            self._backend.chat(self._messages(text), on_tool),
+            self._backend.chat(self._messages(text), on_tool, final=final),
             self._backend.synthesize,
             chunker,
             on_delta,
@@ -329,7 +339,7 @@ class VoiceSession:
         async for clause, pcm in clauses:
             if r.latency.tts_first_audio_ms is None:
                 r.latency.tts_first_audio_ms = r.ms_since_speech_end()
-            await r.released.wait()
+            await self._flush(r)  # waits for the gate
             if not r.audio_started:
                 r.audio_started = True
                 await self._emit(
@@ -341,6 +351,7 @@ class VoiceSession:
             await self._send_pcm(r, pcm)
             r.queue_playback(clause, len(pcm) / 2 / self._rate)
             audio_ms += len(pcm) / 2 / self._rate * 1000.0
+        await self._flush(r)
         await self._emit(
             Event(
                 EventType.RESPONSE_DONE,
@@ -354,6 +365,13 @@ class VoiceSession:
             )
         )
         r.completed = True
+
+    async def _flush(self, r: Reply) -> None:
+        """Once the reply is released, send the events it held, in order."""
+        await r.released.wait()
+        async with r.sending:
+            while r.held:
+                await self._emit(r.held.pop(0))
 
     async def _send_pcm(self, r: Reply, pcm: bytes) -> None:
         step = self._rate * AUDIO_FRAME_MS // 1000 * 2
@@ -370,7 +388,10 @@ class VoiceSession:
         self._history.append(ChatMessage("user", r.user_text))
         said = r.heard()
         if said:
-            self._history.append(ChatMessage("assistant", said))
+            # The turn's tool call goes with the reply only when all of it was heard: a
+            # question or a read-back cut short cannot be answered or confirmed.
+            use = r.tool_use if r.completed else None
+            self._history.append(ChatMessage("assistant", said, use))
             r.history_index = len(self._history) - 1
         trim_in_blocks(self._history, 2 * self._history_turns)
         if r.history_index is not None and r.history_index >= len(self._history):

@@ -56,7 +56,14 @@ class UtteranceCollector:
         )
 
     def reconfigure(self, options: SessionOptions) -> None:
-        self._detector = self._detector_for(options)
+        """New VAD settings, mid-utterance too: the turn detector keeps its state (a fresh
+        one would start the utterance over and misorder its frames)."""
+        self._detector.configure(
+            silence_ms=options.vad_silence_ms,
+            start_ms=options.vad_start_ms,
+            onset_ms=options.vad_onset_ms,
+            aggressiveness=options.vad_aggressiveness,
+        )
 
     def frames(self, data: bytes) -> list[bytes]:
         """Whole 20 ms frames of `data` (the rest waits for the next call)."""

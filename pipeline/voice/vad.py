@@ -41,7 +41,12 @@ class TurnDetector:
         self._voiced_run = 0
         self._silent_run = 0
 
-    def configure(self, *, silence_ms: int, start_ms: int, onset_ms: int) -> None:
+    def configure(
+        self, *, silence_ms: int, start_ms: int, onset_ms: int, aggressiveness: int | None = None
+    ) -> None:
+        """New thresholds; the state (in speech or not, the current runs) is kept."""
+        if aggressiveness is not None:
+            self._vad.set_mode(aggressiveness)
         self._end_frames = max(1, silence_ms // FRAME_MS)
         self._start_frames = max(1, start_ms // FRAME_MS)
         self._onset_frames = max(1, min(onset_ms, silence_ms) // FRAME_MS)

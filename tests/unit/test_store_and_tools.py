@@ -86,7 +86,7 @@ async def test_inventory_and_equipment(seeded: asyncpg.Pool) -> None:
     one = await tools.call("get_equipment_status", {"equipment_id": "fl-07"})
     assert one.ok and one.spoken.startswith("Forklift FL-07 is ")
     many = await tools.call("get_equipment_status", {"type": "dock door"})
-    assert many.ok and many.spoken.startswith("Of 24 dock doors")
+    assert many.ok and many.spoken.startswith("Of the 24 dock doors: ")
     vague = await tools.call("get_equipment_status", {})
     assert not vague.ok and "Which equipment" in vague.spoken
 
@@ -95,7 +95,12 @@ async def test_schedule_pickup_creates_a_load(seeded: asyncpg.Pool) -> None:
     tools = company_tools(seeded)
     result = await tools.call(
         "schedule_pickup",
-        {"origin": "Dallas", "destination": "Denver", "pickup_at": "2026-12-01T09:00:00Z"},
+        {
+            "origin": "Dallas",
+            "destination": "Denver",
+            "pickup_date": "2026-12-01",
+            "pickup_time": "09:00",
+        },
     )
     assert result.ok and result.invalidates == ("loads",)
     load = await company_data.get_load(seeded, result.data["load_id"])
@@ -118,7 +123,12 @@ def test_cue_words_gate_which_tools_the_model_may_pick() -> None:
     assert tools.candidates("Good evening, how was your day?") == []
     assert tools.candidates("Where is load 999?") == ["get_load_status"]
     assert tools.candidates("Is FL-07 charging?") == ["get_equipment_status"]
-    assert set(tools.candidates("How many trucks are on route?")) == {
-        "search_inventory",
-        "get_equipment_status",
-    }
+    # Equipment words rule out the stock tool: "how many trucks" is no inventory question.
+    assert tools.candidates("How many trucks are on route?") == ["get_equipment_status"]
+    assert set(tools.candidates("How many pallets of water do we have?")) == {"search_inventory"}
+    # Deciding words pick a tool without the model; no tool decides small talk.
+    assert tools.decided("Where is load 427?") == "get_load_status"
+    assert tools.decided("Is my shipment late?") == "get_load_status"
+    assert tools.decided("Is FL-07 charging?") == "get_equipment_status"
+    assert tools.decided("How long does it take to load a truck?") is None
+    assert tools.decided("Who should I call about a broken pallet jack?") is None

@@ -19,8 +19,9 @@ from pipeline.store import company_data
 from pipeline.store.seed import seed
 from pipeline.tools.cached import CachedTools
 from pipeline.tools.definitions import EXAMPLES, GUIDE, company_tools
+from pipeline.tools.policy import ToolPolicy
 from pipeline.tools.router import ToolCall, ToolRouter
-from pipeline.types import ChatMessage
+from pipeline.types import ChatMessage, ToolUse
 from tests.pg import fresh_pool
 
 
@@ -38,14 +39,31 @@ async def pool() -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture
 def orchestrator(chat: LlamaChat, pool: asyncpg.Pool) -> Orchestrator:
-    router = ToolRouter(chat, company_tools(pool), EXAMPLES, GUIDE)
-    return Orchestrator(chat, LlmArgs(), tools=router)
+    registry = company_tools(pool)
+    router = ToolRouter(chat, registry, EXAMPLES, GUIDE)
+    return Orchestrator(chat, LlmArgs(), tools=ToolPolicy(router, registry))
 
 
 async def ask(orch: Orchestrator, text: str) -> str:
     """One question as the LLM stage gets it: the user's words, no history."""
     messages = [ChatMessage("user", text)]
     return "".join([d async for d in orch.chat(messages, max_tokens=None, temperature=None)])
+
+
+async def say(orch: Orchestrator, history: list[ChatMessage], text: str) -> str:
+    """One turn of a conversation: `history` grows as the session keeps it."""
+    history.append(ChatMessage("user", text))
+    used: list[ToolUse] = []
+    reply = "".join(
+        [
+            d
+            async for d in orch.chat(
+                history, max_tokens=None, temperature=None, on_tool=used.append
+            )
+        ]
+    )
+    history.append(ChatMessage("assistant", reply, used[0] if used else None))
+    return reply
 
 
 async def test_load_question_is_answered_from_the_database(
@@ -87,7 +105,7 @@ async def test_routing_and_results_through_the_cache(chat: LlamaChat, pool: asyn
     cache = Cache(core)
     registry = company_tools(pool)
     tools = CachedTools(ToolRouter(chat, registry, EXAMPLES, GUIDE), registry, cache)
-    orch = Orchestrator(chat, LlmArgs(), tools=tools, cache=cache)
+    orch = Orchestrator(chat, LlmArgs(), tools=ToolPolicy(tools, registry), cache=cache)
 
     assert await ask(orch, "Where is load 10000?") == "I could not find load 10000."
     assert await ask(orch, "where is load 10000") == "I could not find load 10000."
@@ -98,7 +116,12 @@ async def test_routing_and_results_through_the_cache(chat: LlamaChat, pool: asyn
     done = await tools.call(
         ToolCall(
             "schedule_pickup",
-            {"origin": "Omaha", "destination": "Memphis", "pickup_at": "2026-12-01T09:00:00"},
+            {
+                "origin": "Omaha",
+                "destination": "Memphis",
+                "pickup_date": "2026-12-01",
+                "pickup_time": "09:00",
+            },
         )
     )
     assert done.ok and "Load 10000" in done.spoken
@@ -117,13 +140,21 @@ async def test_identical_prompts_share_a_cached_reply(chat: LlamaChat) -> None:
     assert core.stats()["namespaces"]["llm"]["hits"] == 1
 
 
-async def test_scheduling_a_pickup_by_voice_resolves_the_relative_date(
+async def test_a_pickup_is_read_back_and_booked_on_yes(
     orchestrator: Orchestrator, pool: asyncpg.Pool
 ) -> None:
-    answer = await ask(orchestrator, "Book a pickup from Dallas to Houston tomorrow at 9.")
+    history: list[ChatMessage] = []
+    proposal = await say(
+        orchestrator, history, "Book a pickup from Dallas to Houston tomorrow at 9."
+    )
+    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date()
+    assert proposal == (
+        f"Book a pickup from Dallas to Houston on {tomorrow:%A, %B} {tomorrow.day} at 9 AM?"
+    )
+    assert await company_data.get_load(pool, 10000) is None  # nothing written before the yes
+    answer = await say(orchestrator, history, "Yes.")
     assert answer.startswith("Done. Load 10000 from Dallas to Houston"), answer
     load = await company_data.get_load(pool, 10000)
     assert load is not None and load.status == "scheduled"
-    tomorrow = (datetime.now(UTC) + timedelta(days=1)).date()
     at = load.pickup_at.astimezone(UTC)
     assert (at.date(), at.hour) == (tomorrow, 9)
