@@ -31,7 +31,7 @@ from pipeline.cache.store import KeyValueStore, MemoryStore, RedisStore
 from pipeline.config import AppArgs, CacheTtls, Settings
 from pipeline.llm.orchestrator import Orchestrator
 from pipeline.metrics import summarize
-from pipeline.providers.build import build_chat, build_stt, build_tts
+from pipeline.providers.build import build_llama, build_stt, build_tts
 from pipeline.providers.in_process import LocalBackend
 from pipeline.store.db import open_pool
 from pipeline.store.seed import seed
@@ -150,7 +150,7 @@ def row(name: str, values: list[float], extra: str = "") -> str:
 async def run(asks: int, repeats: int) -> tuple[str, dict[str, Any]]:
     args = AppArgs()
     cache_dir = Settings().cache_dir
-    chat = build_chat(args.llm, cache_dir)
+    chat = build_llama(args.llm, cache_dir)
     mix = question_mix(asks)
     raw: dict[str, Any] = {"mix": mix}
     lines = [

@@ -31,7 +31,7 @@ from bench.tool_cases import CASES, Case, Kind
 from pipeline.config import LlmArgs, Settings
 from pipeline.llm.orchestrator import Orchestrator
 from pipeline.metrics import summarize
-from pipeline.providers.build import build_chat
+from pipeline.providers.build import build_llama
 from pipeline.store.db import open_pool
 from pipeline.store.seed import seed
 from pipeline.tools.definitions import EXAMPLES, GUIDE, company_tools
@@ -209,7 +209,7 @@ def table(mode: str, outcomes: list[Outcome]) -> str:
 
 
 async def run(speech: bool) -> tuple[str, dict[str, Any]]:
-    model = build_chat(LlmArgs(), Settings().cache_dir)
+    model = build_llama(LlmArgs(), Settings().cache_dir)
     sections: list[str] = []
     raw: dict[str, Any] = {}
     modes: list[tuple[str, Transcribe | None]] = [("text", None)]

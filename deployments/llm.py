@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 from ray import serve
@@ -13,7 +14,10 @@ from pipeline.llm.wire import with_tool_uses
 from pipeline.metrics import WorkCounter
 from pipeline.providers.build import build_chat
 from pipeline.tools.open import ToolsOpener, ToolsState
+from pipeline.tools.router import StructuredModel
 from pipeline.types import ChatMessage, ToolUse
+
+log = logging.getLogger("jarvis.llm")
 
 
 @serve.deployment
@@ -26,10 +30,13 @@ class LLMOrchestrator:
         self._orchestrator = Orchestrator(self._model, args, cache=reply_cache)
         self._work = WorkCounter()
         self._tools: ToolsOpener | None = None
-        if args.tools:
+        model = self._model
+        if args.tools and not isinstance(model, StructuredModel):
+            log.warning("llm.tools: %s cannot route tools; answering without them", args.provider)
+        elif args.tools and isinstance(model, StructuredModel):
             # Serve runs the constructor on the replica's event loop: open in the background.
             self._tools = ToolsOpener(
-                self._model,
+                model,
                 Settings(),
                 self._cache,
                 confirm_within_s=args.confirm_within_s,

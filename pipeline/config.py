@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,8 +27,24 @@ class SttModel(StrEnum):
     BASE = "base"
 
 
+class SimulatedArgs(BaseModel):
+    """A simulated provider's latency (`pipeline/providers/simulated.py`): no CPU, seeded."""
+
+    model_config = {"extra": "forbid"}
+
+    first_ms: float = Field(
+        default=150, ge=0, description="STT final / LLM first token / TTS first audio"
+    )
+    tokens_per_s: float = Field(default=50, gt=0, description="LLM only")
+    jitter: float = Field(default=0.1, ge=0, le=1, description="+/- this fraction, uniform")
+    seed: int = 7
+
+
 class SttArgs(BaseModel):
     model_config = {"extra": "forbid"}
+
+    provider: Literal["whisper", "simulated"] = "whisper"
+    simulated: SimulatedArgs = SimulatedArgs(first_ms=150)
 
     model: SttModel = SttModel.TINY_EN
     cpu_threads: int = Field(default=2, ge=1, le=64)
@@ -46,6 +63,9 @@ class SttArgs(BaseModel):
 
 class LlmArgs(BaseModel):
     model_config = {"extra": "forbid"}
+
+    provider: Literal["llama", "simulated"] = "llama"
+    simulated: SimulatedArgs = SimulatedArgs(first_ms=300)
 
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     n_threads: int = Field(default=2, ge=1, le=64)
@@ -68,6 +88,9 @@ class LlmArgs(BaseModel):
 
 class TtsArgs(BaseModel):
     model_config = {"extra": "forbid"}
+
+    provider: Literal["piper", "simulated"] = "piper"
+    simulated: SimulatedArgs = SimulatedArgs(first_ms=150)
 
     intra_op_threads: int = Field(default=1, ge=1, le=64)
     length_scale: float | None = Field(

@@ -2,7 +2,7 @@
 # Lint, type-check and run every test against real models, a real local Ray and real services.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh dev
+scripts/setup.sh dev,cloud
 source scripts/env.sh
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel
 
@@ -24,7 +24,10 @@ from pipeline.types import ChatMessage
 NONE = "none"
 
 
+@runtime_checkable
 class StructuredModel(Protocol):
+    """A model that decodes under a grammar (llama.cpp; simulated): what this router needs."""
+
     async def structured(
         self, messages: list[ChatMessage], *, grammar: str, max_tokens: int = 96
     ) -> str: ...

@@ -8,7 +8,7 @@ import pytest
 from pipeline.config import LlmArgs, Settings, SttArgs, SttModel, TtsArgs
 from pipeline.errors import BadInputError
 from pipeline.llm.orchestrator import Orchestrator
-from pipeline.providers.build import build_chat, build_stt, build_tts
+from pipeline.providers.build import build_llama, build_stt, build_tts
 from pipeline.providers.in_process import LocalBackend
 from pipeline.providers.llama import LlamaChat
 from pipeline.types import ChatMessage
@@ -26,7 +26,7 @@ def stt():  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def chat() -> LlamaChat:
-    return build_chat(LlmArgs(), CACHE)
+    return build_llama(LlmArgs(), CACHE)
 
 
 def _speech(text: str) -> np.ndarray:

@@ -13,7 +13,7 @@ from pipeline.cache.core import CacheCore
 from pipeline.cache.store import MemoryStore
 from pipeline.config import CacheTtls, LlmArgs, Settings
 from pipeline.llm.orchestrator import Orchestrator
-from pipeline.providers.build import build_chat
+from pipeline.providers.build import build_llama
 from pipeline.providers.llama import LlamaChat
 from pipeline.store import company_data
 from pipeline.store.seed import seed
@@ -27,7 +27,7 @@ from tests.pg import fresh_pool
 
 @pytest.fixture(scope="module")
 def chat() -> LlamaChat:
-    return build_chat(LlmArgs(), Settings().cache_dir)
+    return build_llama(LlmArgs(), Settings().cache_dir)
 
 
 @pytest.fixture

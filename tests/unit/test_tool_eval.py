@@ -16,7 +16,7 @@ import pytest
 from bench.tool_cases import CASES, Case, Turn
 from bench.tool_eval import Outcome, evaluate, tool_orchestrator
 from pipeline.config import LlmArgs, Settings, SttArgs
-from pipeline.providers.build import build_chat, build_stt
+from pipeline.providers.build import build_llama, build_stt
 from pipeline.providers.llama import LlamaChat
 from pipeline.store.seed import seed
 from pipeline.voice import audio
@@ -36,7 +36,7 @@ REPORTED = [
 
 @pytest.fixture(scope="module")
 def model() -> LlamaChat:
-    return build_chat(LlmArgs(), Settings().cache_dir)
+    return build_llama(LlmArgs(), Settings().cache_dir)
 
 
 @pytest.fixture
