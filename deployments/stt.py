@@ -25,6 +25,8 @@ class SpeechToText:
 
     async def transcribe(self, audio: np.ndarray) -> str:
         async with self._work.track():
+            if not self._stt.local_compute:
+                return await self._stt.transcribe(audio)  # I/O: concurrent, no batch queue
             return await self._batched(audio)
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.005)

@@ -34,16 +34,21 @@ class TextToSpeech:
         """PCM16 of one clause; a clause said before (same voice) comes from the cache."""
         async with self._work.track():
             if self._cache is None or len(text) > self._cache_max_chars:
-                return await self._batched(text)
+                return await self._one(text)
             return await self._cache.get_or_compute(
-                Namespace.TTS, self._voice_key + text, lambda: self._batched(text)
+                Namespace.TTS, self._voice_key + text, lambda: self._one(text)
             )
+
+    async def _one(self, text: str) -> bytes:
+        if not self._tts.local_compute:
+            return await self._tts.synthesize(text)  # I/O: concurrent, no batch queue
+        return await self._batched(text)
 
     async def stream(self, text: str) -> AsyncIterator[bytes]:
         """PCM16 sentence by sentence; concurrent streams share batches."""
         async with self._work.track():
             for sentence in split_sentences(text):
-                yield await self._batched(sentence)
+                yield await self._one(sentence)
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.005)
     async def _batched(self, texts: list[str]) -> list[bytes]:

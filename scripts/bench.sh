@@ -4,6 +4,7 @@
 #   scripts/bench.sh sessions   voice-to-voice over WebSocket sessions, techniques on/off
 #   scripts/bench.sh cache      tool calls and turns with the cache off / in memory / Redis
 #   scripts/bench.sh tools      tool evaluation set: accuracy, safety, latency (--speech too)
+#   scripts/bench.sh capacity   sessions per machine on simulated providers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -12,6 +13,7 @@ case "${1:-turns}" in
   sessions) shift; exec .venv/bin/python -m bench.sessions "$@" ;;
   cache) shift; exec .venv/bin/python -m bench.cache "$@" ;;
   tools) shift; exec .venv/bin/python -m bench.tool_eval "$@" ;;
+  capacity) shift; exec .venv/bin/python -m bench.capacity "$@" ;;
   turns) [ $# -gt 0 ] && shift; exec .venv/bin/python -m bench.turns "$@" ;;
   *) exec .venv/bin/python -m bench.turns "$@" ;;
 esac

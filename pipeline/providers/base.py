@@ -36,6 +36,9 @@ class SttProvider(ABC):
     """Audio (mono float32, 16 kHz) to text."""
 
     name: str = "stt"
+    # CPU work in this process (a local model): calls are batched, one batch at a time. A
+    # remote or simulated provider waits on I/O: its calls run concurrently, unbatched.
+    local_compute: bool = True
 
     def __init__(self, *, timeout_s: float = 30.0) -> None:
         self._timeout_s = timeout_s
@@ -81,6 +84,7 @@ class TtsProvider(ABC):
 
     name: str = "tts"
     sample_rate: int = 22_050
+    local_compute: bool = True  # as for SttProvider
 
     def __init__(self, *, timeout_s: float = 30.0) -> None:
         self._timeout_s = timeout_s

@@ -49,6 +49,7 @@ class _Clock:
 
 class SimulatedSTT(SttProvider):
     name = "simulated-stt"
+    local_compute = False
 
     def __init__(
         self, *, final_ms: float = 150, jitter: float = 0.1, seed: int = 7, timeout_s: float = 30.0
@@ -102,6 +103,7 @@ class SimulatedChat(ChatProvider):
 
 class SimulatedTTS(TtsProvider):
     name = "simulated-tts"
+    local_compute = False
 
     def __init__(
         self,
