@@ -12,9 +12,8 @@ from pipeline.config import CacheArgs, LlmArgs, Settings
 from pipeline.llm.orchestrator import Orchestrator
 from pipeline.llm.wire import with_tool_uses
 from pipeline.metrics import WorkCounter
-from pipeline.providers.build import build_chat
+from pipeline.providers.build import build_chat, build_tool_router
 from pipeline.tools.open import ToolsOpener, ToolsState
-from pipeline.tools.router import StructuredModel
 from pipeline.types import ChatMessage, ToolUse
 
 log = logging.getLogger("jarvis.llm")
@@ -30,13 +29,13 @@ class LLMOrchestrator:
         self._orchestrator = Orchestrator(self._model, args, cache=reply_cache)
         self._work = WorkCounter()
         self._tools: ToolsOpener | None = None
-        model = self._model
-        if args.tools and not isinstance(model, StructuredModel):
+        make_router = build_tool_router(args, self._model) if args.tools else None
+        if args.tools and make_router is None:
             log.warning("llm.tools: %s cannot route tools; answering without them", args.provider)
-        elif args.tools and isinstance(model, StructuredModel):
+        elif make_router is not None:
             # Serve runs the constructor on the replica's event loop: open in the background.
             self._tools = ToolsOpener(
-                model,
+                make_router,
                 Settings(),
                 self._cache,
                 confirm_within_s=args.confirm_within_s,

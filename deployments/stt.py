@@ -34,7 +34,8 @@ class SpeechToText:
         return await self._stt.transcribe_batch(audios)
 
     def ready(self) -> dict[str, str]:
-        return {"stt": f"{self._stt.name} {self._args.model.value}"}
+        local = f" {self._args.model.value}" if self._args.provider == "whisper" else ""
+        return {"stt": f"{self._stt.name}{local}"}
 
     def check_health(self) -> None:
         self._work.check(2 * self._args.timeout_s)

@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from pipeline.errors import ConfigError
+
 DEFAULT_SYSTEM_PROMPT = (
     "You are Jarvis, a voice assistant for the operations staff of a logistics company "
     "(loads, warehouses, inventory, trucks, dock doors, forklifts). Your words are spoken "
@@ -40,10 +42,39 @@ class SimulatedArgs(BaseModel):
     seed: int = 7
 
 
+class DeepgramArgs(BaseModel):
+    """Deepgram STT (`pip install '.[cloud]'`; DEEPGRAM_API_KEY, DEEPGRAM_BASE_URL)."""
+
+    model_config = {"extra": "forbid"}
+
+    model: str = "nova-2"
+    language: str | None = None
+
+
+class OpenAIArgs(BaseModel):
+    """An OpenAI(-compatible) chat model (OPENAI_API_KEY, OPENAI_BASE_URL ending in /v1)."""
+
+    model_config = {"extra": "forbid"}
+
+    model: str = "gpt-4o-mini"
+    max_retries: int = Field(default=2, ge=0, le=5, description="only before any output")
+
+
+class ElevenLabsArgs(BaseModel):
+    """ElevenLabs TTS (ELEVENLABS_API_KEY, ELEVENLABS_BASE_URL)."""
+
+    model_config = {"extra": "forbid"}
+
+    voice_id: str = Field(default="21m00Tcm4TlvDq8ikWAM", max_length=64)
+    model_id: str = "eleven_turbo_v2_5"
+    sample_rate: Literal[8000, 16000, 22050, 24000, 32000, 44100, 48000] = 16000
+
+
 class SttArgs(BaseModel):
     model_config = {"extra": "forbid"}
 
-    provider: Literal["whisper", "simulated"] = "whisper"
+    provider: Literal["whisper", "deepgram", "simulated"] = "whisper"
+    deepgram: DeepgramArgs = DeepgramArgs()
     simulated: SimulatedArgs = SimulatedArgs(first_ms=150)
 
     model: SttModel = SttModel.TINY_EN
@@ -64,7 +95,8 @@ class SttArgs(BaseModel):
 class LlmArgs(BaseModel):
     model_config = {"extra": "forbid"}
 
-    provider: Literal["llama", "simulated"] = "llama"
+    provider: Literal["llama", "openai", "simulated"] = "llama"
+    openai: OpenAIArgs = OpenAIArgs()
     simulated: SimulatedArgs = SimulatedArgs(first_ms=300)
 
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
@@ -89,7 +121,8 @@ class LlmArgs(BaseModel):
 class TtsArgs(BaseModel):
     model_config = {"extra": "forbid"}
 
-    provider: Literal["piper", "simulated"] = "piper"
+    provider: Literal["piper", "elevenlabs", "simulated"] = "piper"
+    elevenlabs: ElevenLabsArgs = ElevenLabsArgs()
     simulated: SimulatedArgs = SimulatedArgs(first_ms=150)
 
     intra_op_threads: int = Field(default=1, ge=1, le=64)
@@ -220,6 +253,23 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = Field(
         default=None, validation_alias="REDIS_URL", description="unset = in-memory cache"
     )
+    # Cloud providers: keys only from the environment, never logged; endpoints for proxies,
+    # on-prem servers and tests (Deepgram and ElevenLabs: an HTTP origin; OpenAI: .../v1).
+    deepgram_api_key: SecretStr | None = Field(default=None, validation_alias="DEEPGRAM_API_KEY")
+    deepgram_base_url: str | None = Field(default=None, validation_alias="DEEPGRAM_BASE_URL")
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
+    elevenlabs_api_key: SecretStr | None = Field(
+        default=None, validation_alias="ELEVENLABS_API_KEY"
+    )
+    elevenlabs_base_url: str | None = Field(default=None, validation_alias="ELEVENLABS_BASE_URL")
+
+    def key(self, name: str) -> str:
+        """The API key in environment variable `name`, or a clear error naming it."""
+        value: SecretStr | None = getattr(self, name.lower())
+        if value is None or not value.get_secret_value().strip():
+            raise ConfigError(f"{name} is not set: the selected provider needs it")
+        return value.get_secret_value().strip()
 
     @field_validator("api_keys")
     @classmethod

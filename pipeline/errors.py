@@ -45,6 +45,12 @@ class ProviderError(JarvisError):
         self.provider = provider
 
 
+class ConfigError(JarvisError):
+    """The configuration cannot work (a selected provider without its key): the deploy fails."""
+
+    status_code = 500
+
+
 class ModelFileError(JarvisError):
     """Model files are missing or do not match their pinned checksum."""
 

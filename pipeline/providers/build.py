@@ -1,22 +1,43 @@
-"""Build providers from config. The only place that knows which implementation backs a stage."""
+"""Build providers from config. The only place that knows which implementation backs a stage.
+
+Cloud SDKs are imported only when their provider is selected; their keys come from the
+environment (`Settings`), and a selected provider without its key fails with a message
+naming the variable.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.config import LlmArgs, SttArgs, TtsArgs
+from pipeline.config import LlmArgs, Settings, SttArgs, TtsArgs
 from pipeline.providers import model_files
 from pipeline.providers.base import ChatProvider, SttProvider, TtsProvider
 from pipeline.providers.llama import LlamaChat
 from pipeline.providers.piper import PiperTTS
 from pipeline.providers.simulated import SimulatedChat, SimulatedSTT, SimulatedTTS
 from pipeline.providers.whisper import WhisperSTT
+from pipeline.tools.open import local_router
+from pipeline.tools.policy import Tools
+from pipeline.tools.registry import ToolRegistry
+from pipeline.tools.router import StructuredModel
 
 
 def build_stt(args: SttArgs, cache_dir: Path) -> SttProvider:
     if args.provider == "simulated":
         sim = args.simulated
         return SimulatedSTT(final_ms=sim.first_ms, jitter=sim.jitter, seed=sim.seed)
+    if args.provider == "deepgram":
+        from pipeline.providers.deepgram import DeepgramSTT
+
+        env = Settings()
+        return DeepgramSTT(
+            api_key=env.key("DEEPGRAM_API_KEY"),
+            base_url=env.deepgram_base_url,
+            model=args.deepgram.model,
+            language=args.deepgram.language,
+            timeout_s=args.timeout_s,
+        )
     return WhisperSTT(
         model_files.whisper_dir(args.model, cache_dir),
         cpu_threads=args.cpu_threads,
@@ -27,6 +48,17 @@ def build_stt(args: SttArgs, cache_dir: Path) -> SttProvider:
 
 
 def build_chat(args: LlmArgs, cache_dir: Path) -> ChatProvider:
+    if args.provider == "openai":
+        from pipeline.providers.openai_chat import OpenAIChat
+
+        env = Settings()
+        return OpenAIChat(
+            api_key=env.key("OPENAI_API_KEY"),
+            base_url=env.openai_base_url,
+            model=args.openai.model,
+            timeout_s=args.timeout_s,
+            max_retries=args.openai.max_retries,
+        )
     if args.provider == "simulated":
         sim = args.simulated
         return SimulatedChat(
@@ -51,10 +83,41 @@ def build_llama(args: LlmArgs, cache_dir: Path) -> LlamaChat:
     return model
 
 
+def build_tool_router(args: LlmArgs, model: ChatProvider) -> Callable[[ToolRegistry], Tools] | None:
+    """How this LLM picks tools: OpenAI's tool calling, the local model's grammar-constrained
+    router, or (a model that can do neither) None. The tool policy is the same for all."""
+    if args.provider == "openai":
+        from pipeline.providers.openai_chat import OpenAIToolRouter
+
+        env = Settings()
+        key, url = env.key("OPENAI_API_KEY"), env.openai_base_url
+
+        def openai_router(registry: ToolRegistry) -> Tools:
+            return OpenAIToolRouter(registry, api_key=key, base_url=url, model=args.openai.model)
+
+        return openai_router
+    if isinstance(model, StructuredModel):
+        return local_router(model)
+    return None
+
+
 def build_tts(args: TtsArgs) -> TtsProvider:
     if args.provider == "simulated":
         sim = args.simulated
         return SimulatedTTS(first_audio_ms=sim.first_ms, jitter=sim.jitter, seed=sim.seed)
+    if args.provider == "elevenlabs":
+        from pipeline.providers.elevenlabs import ElevenLabsTTS
+
+        env = Settings()
+        el = args.elevenlabs
+        return ElevenLabsTTS(
+            api_key=env.key("ELEVENLABS_API_KEY"),
+            base_url=env.elevenlabs_base_url,
+            voice_id=el.voice_id,
+            model_id=el.model_id,
+            sample_rate=el.sample_rate,
+            timeout_s=args.timeout_s,
+        )
     model_path, config_path = model_files.piper_voice()
     return PiperTTS(
         model_path,

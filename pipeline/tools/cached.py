@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.cache.client import Cache
 from pipeline.cache.namespaces import Namespace
 from pipeline.tools.registry import ToolRegistry, ToolResult
-from pipeline.tools.router import ToolCall, ToolRouter
+from pipeline.tools.router import ToolCall
+
+if TYPE_CHECKING:
+    from pipeline.tools.policy import Tools
 
 _NO_TOOL = {"name": None}
 
@@ -38,7 +41,7 @@ def _load_result(v: dict[str, Any]) -> ToolResult:
 class CachedTools:
     """`route` and `call` of a `ToolRouter`, with the shared cache in front."""
 
-    def __init__(self, router: ToolRouter, registry: ToolRegistry, cache: Cache) -> None:
+    def __init__(self, router: Tools, registry: ToolRegistry, cache: Cache) -> None:
         self._router = router
         self._registry = registry
         self._cache = cache

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from enum import StrEnum
 
 import asyncpg
@@ -21,7 +22,8 @@ from pipeline.store.db import open_database
 from pipeline.store.seed import seed
 from pipeline.tools.cached import CachedTools
 from pipeline.tools.definitions import EXAMPLES, GUIDE, company_tools
-from pipeline.tools.policy import ToolPolicy
+from pipeline.tools.policy import ToolPolicy, Tools
+from pipeline.tools.registry import ToolRegistry
 from pipeline.tools.router import StructuredModel, ToolRouter
 
 log = logging.getLogger("jarvis.tools")
@@ -30,8 +32,16 @@ OPEN_TIMEOUT_S = 30.0
 RETRY_S = 30.0
 
 
+MakeRouter = Callable[[ToolRegistry], Tools]
+
+
+def local_router(model: StructuredModel) -> MakeRouter:
+    """The small local model's router: cue words, then grammar-constrained picks."""
+    return lambda registry: ToolRouter(model, registry, EXAMPLES, GUIDE)
+
+
 async def open_company_tools(
-    model: StructuredModel,
+    make_router: MakeRouter,
     settings: Settings,
     cache: Cache | None = None,
     *,
@@ -43,11 +53,12 @@ async def open_company_tools(
         counts = await seed(pool)
         log.info("seeded demo data: %s", counts)
     registry = company_tools(pool)
-    router = ToolRouter(model, registry, EXAMPLES, GUIDE)
-    # Evaluate the few-shot prefix and compile the pick grammars now, not in the first
-    # user's turn (measured: that turn's first token came 3.7 s after its transcript).
-    for question in WARM_UP:
-        await router.route(question)
+    router = make_router(registry)
+    if isinstance(router, ToolRouter):
+        # Evaluate the few-shot prefix and compile the pick grammars now, not in the first
+        # user's turn (measured: that turn's first token came 3.7 s after its transcript).
+        for question in WARM_UP:
+            await router.route(question)
     tools = router if cache is None else CachedTools(router, registry, cache)
     policy = ToolPolicy(
         tools, registry, within_s=confirm_within_s, within_turns=confirm_within_turns
@@ -65,14 +76,14 @@ class ToolsState(StrEnum):
 class ToolsOpener:
     def __init__(
         self,
-        model: StructuredModel,
+        make_router: MakeRouter,
         settings: Settings,
         cache: Cache | None = None,
         *,
         confirm_within_s: float = 120.0,
         confirm_within_turns: int = 1,
     ) -> None:
-        self._args = (model, settings, cache)
+        self._args = (make_router, settings, cache)
         self._confirm = (confirm_within_s, confirm_within_turns)
         self.state = ToolsState.OPENING
         self.tools: ToolPolicy | None = None

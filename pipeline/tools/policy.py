@@ -46,9 +46,9 @@ _LEADING = re.compile(r"^(?:(?:to|from|in|at|it s|it is|the|for|load|number|make
 
 
 class Tools(Protocol):
-    """A `ToolRouter`, or `CachedTools` in front of one."""
+    """A router (the local model's `ToolRouter`, OpenAI's), or `CachedTools` in front of one."""
 
-    async def route(self, question: str) -> ToolCall | None: ...
+    async def route(self, question: str, *, now: datetime | None = None) -> ToolCall | None: ...
 
     async def call(self, call: ToolCall) -> ToolResult: ...
 

@@ -39,7 +39,7 @@ class ScriptedRouter:
         self.registry, self.tool, self.arguments = registry, tool, arguments
         self.calls: list[ToolCall] = []
 
-    async def route(self, question: str) -> ToolCall | None:
+    async def route(self, question: str, *, now: datetime | None = None) -> ToolCall | None:
         if self.tool is None or self.tool not in self.registry.candidates(question):
             return None  # the real router's cue-word gate: "Yes." reaches no tool
         return ToolCall(self.tool, dict(self.arguments))
