@@ -74,6 +74,9 @@ class SttArgs(BaseModel):
     model_config = {"extra": "forbid"}
 
     provider: Literal["whisper", "deepgram", "simulated"] = "whisper"
+    # Tried in order when the provider fails transiently (e.g. ["whisper"] behind deepgram);
+    # a background probe brings the provider back when it recovers.
+    fallback: list[Literal["whisper", "deepgram", "simulated"]] = []
     deepgram: DeepgramArgs = DeepgramArgs()
     simulated: SimulatedArgs = SimulatedArgs(first_ms=150)
 
@@ -96,6 +99,7 @@ class LlmArgs(BaseModel):
     model_config = {"extra": "forbid"}
 
     provider: Literal["llama", "openai", "simulated"] = "llama"
+    fallback: list[Literal["llama", "openai", "simulated"]] = []
     openai: OpenAIArgs = OpenAIArgs()
     simulated: SimulatedArgs = SimulatedArgs(first_ms=300)
 
@@ -122,6 +126,7 @@ class TtsArgs(BaseModel):
     model_config = {"extra": "forbid"}
 
     provider: Literal["piper", "elevenlabs", "simulated"] = "piper"
+    fallback: list[Literal["piper", "elevenlabs", "simulated"]] = []
     elevenlabs: ElevenLabsArgs = ElevenLabsArgs()
     simulated: SimulatedArgs = SimulatedArgs(first_ms=150)
 

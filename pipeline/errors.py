@@ -51,6 +51,11 @@ class ConfigError(JarvisError):
     status_code = 500
 
 
+class TransientProviderError(ProviderError):
+    """A failure that may pass (a timeout, 429, 5xx, a dropped connection): the same request
+    may succeed later or on another provider. Other `ProviderError`s would fail again."""
+
+
 class ModelFileError(JarvisError):
     """Model files are missing or do not match their pinned checksum."""
 

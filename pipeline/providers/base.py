@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import numpy as np
 
-from pipeline.errors import JarvisError, ProviderError
+from pipeline.errors import JarvisError, ProviderError, TransientProviderError
 from pipeline.types import ChatMessage
 
 
@@ -27,7 +27,7 @@ async def provider_call(provider: str, what: str, timeout_s: float) -> AsyncIter
     except (JarvisError, asyncio.CancelledError):
         raise
     except TimeoutError as e:
-        raise ProviderError(f"{what} timed out", provider=provider) from e
+        raise TransientProviderError(f"{what} timed out", provider=provider) from e
     except Exception as e:  # provider boundary: translate, never swallow
         raise ProviderError(f"{what} failed: {e}", provider=provider) from e
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from pipeline.config import LlmArgs, Settings, SttArgs, TtsArgs
 from pipeline.providers import model_files
 from pipeline.providers.base import ChatProvider, SttProvider, TtsProvider
+from pipeline.providers.fallback import FallbackChat, FallbackSTT, FallbackTTS
 from pipeline.providers.llama import LlamaChat
 from pipeline.providers.piper import PiperTTS
 from pipeline.providers.simulated import SimulatedChat, SimulatedSTT, SimulatedTTS
@@ -24,6 +25,15 @@ from pipeline.tools.router import StructuredModel
 
 
 def build_stt(args: SttArgs, cache_dir: Path) -> SttProvider:
+    if args.fallback:
+        chain = [args.provider, *args.fallback]
+        return FallbackSTT(
+            [_stt(args.model_copy(update={"provider": p}), cache_dir) for p in chain]
+        )
+    return _stt(args, cache_dir)
+
+
+def _stt(args: SttArgs, cache_dir: Path) -> SttProvider:
     if args.provider == "simulated":
         sim = args.simulated
         return SimulatedSTT(final_ms=sim.first_ms, jitter=sim.jitter, seed=sim.seed)
@@ -48,6 +58,15 @@ def build_stt(args: SttArgs, cache_dir: Path) -> SttProvider:
 
 
 def build_chat(args: LlmArgs, cache_dir: Path) -> ChatProvider:
+    if args.fallback:
+        chain = [args.provider, *args.fallback]
+        return FallbackChat(
+            [_chat(args.model_copy(update={"provider": p}), cache_dir) for p in chain]
+        )
+    return _chat(args, cache_dir)
+
+
+def _chat(args: LlmArgs, cache_dir: Path) -> ChatProvider:
     if args.provider == "openai":
         from pipeline.providers.openai_chat import OpenAIChat
 
@@ -102,6 +121,13 @@ def build_tool_router(args: LlmArgs, model: ChatProvider) -> Callable[[ToolRegis
 
 
 def build_tts(args: TtsArgs) -> TtsProvider:
+    if args.fallback:
+        chain = [args.provider, *args.fallback]
+        return FallbackTTS([_tts(args.model_copy(update={"provider": p})) for p in chain])
+    return _tts(args)
+
+
+def _tts(args: TtsArgs) -> TtsProvider:
     if args.provider == "simulated":
         sim = args.simulated
         return SimulatedTTS(first_audio_ms=sim.first_ms, jitter=sim.jitter, seed=sim.seed)

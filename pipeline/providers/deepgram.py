@@ -27,7 +27,7 @@ import httpx
 import numpy as np
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from pipeline.errors import ProviderError
+from pipeline.errors import ProviderError, TransientProviderError
 from pipeline.providers.base import SttProvider
 from pipeline.voice.audio import STT_RATE, encode_wav, float_to_pcm16
 
@@ -44,7 +44,7 @@ _FATAL_CLOSE_CODES = frozenset({1002, 1003, 1007, 1008, 1009})
 _TIMEOUT_GRACE_S = 1.0  # the base class's backstop fires this much after our own timeout
 
 
-class RetryableProviderError(ProviderError):
+class RetryableProviderError(TransientProviderError):
     """A transient provider failure (429, 408, 5xx, timeout, dropped connection): the same
     request may succeed if retried later or sent to another provider."""
 

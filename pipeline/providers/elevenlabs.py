@@ -30,7 +30,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 
-from pipeline.errors import ProviderError
+from pipeline.errors import ProviderError, TransientProviderError
 from pipeline.providers.base import TtsProvider
 
 if TYPE_CHECKING:
@@ -51,7 +51,7 @@ _RETRYABLE_FRAMES = frozenset({"max_active_conversations", "input_timeout_exceed
 _BACKSTOP_S = 1.0
 
 
-class RetryableProviderError(ProviderError):
+class RetryableProviderError(TransientProviderError):
     """A transient provider failure (rate limit, server error, dropped connection, timeout):
     the same request may succeed if made again. Other `ProviderError`s will not."""
 

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from pipeline.errors import ProviderError
+from pipeline.errors import ProviderError, TransientProviderError
 from pipeline.providers.base import ChatProvider, provider_call
 from pipeline.tools.registry import Tool, ToolRegistry, ToolResult
 from pipeline.tools.router import ToolCall
@@ -49,7 +49,7 @@ ROUTER_INSTRUCTIONS = (
 )
 
 
-class RetryableProviderError(ProviderError):
+class RetryableProviderError(TransientProviderError):
     """A failure that may pass: HTTP 408/409/429/5xx, a lost connection, a timeout. `status`
     is the HTTP status when there was one. Retried inside the provider while no output has
     reached the caller; raised once it has, or when the retries are spent."""
