@@ -19,12 +19,10 @@ import os
 import random
 import time
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
-import asyncpg
-
 from bench.common import write_results
+from bench.db import schema_pool
 from pipeline.cache.client import Cache
 from pipeline.cache.core import CacheCore
 from pipeline.cache.store import KeyValueStore, MemoryStore, RedisStore
@@ -33,8 +31,6 @@ from pipeline.llm.orchestrator import Orchestrator
 from pipeline.metrics import summarize
 from pipeline.providers.build import build_llama, build_stt, build_tts
 from pipeline.providers.in_process import LocalBackend
-from pipeline.store.db import open_pool
-from pipeline.store.seed import seed
 from pipeline.tools.cached import CachedTools
 from pipeline.tools.definitions import EXAMPLES, GUIDE, company_tools
 from pipeline.tools.policy import Tools
@@ -42,7 +38,6 @@ from pipeline.tools.router import ToolRouter
 from pipeline.voice import audio
 from pipeline.voice.turn import run_turn
 
-DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 QUESTIONS = [
     *[f"What is the status of load {n}?" for n in (427, 215, 3051, 88, 120, 301, 999, 42)],
@@ -68,20 +63,6 @@ def question_mix(asks: int, seed_: int = 7) -> list[str]:
     """Some questions are asked far more often than others (weights 1/rank)."""
     weights = [1 / (rank + 1) for rank in range(len(QUESTIONS))]
     return random.Random(seed_).choices(QUESTIONS, weights=weights, k=asks)
-
-
-async def schema_pool() -> AsyncIterator[asyncpg.Pool]:
-    schema = "bench_" + uuid.uuid4().hex[:10]
-    admin = await asyncpg.connect(DSN)
-    await admin.execute(f'CREATE SCHEMA "{schema}"')
-    pool = await open_pool(DSN, server_settings={"search_path": schema})
-    try:
-        await seed(pool)
-        yield pool
-    finally:
-        await pool.close()
-        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await admin.close()
 
 
 def new_core(kind: str) -> CacheCore:
@@ -159,7 +140,7 @@ async def run(asks: int, repeats: int) -> tuple[str, dict[str, Any]]:
         "| cache | calls | P50 ms | P90 ms | P99 ms | hit rate (search / tool results) |",
         "|---|---:|---:|---:|---:|---|",
     ]
-    async for pool in schema_pool():
+    async for pool in schema_pool("bench"):
         registry = company_tools(pool)
         router = ToolRouter(chat, registry, EXAMPLES, GUIDE)
         await router.route(QUESTIONS[0])  # load the few-shot prefixes into the KV cache

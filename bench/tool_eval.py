@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,20 +25,18 @@ from typing import Any
 import asyncpg
 
 from bench.common import RESULTS, write_results
+from bench.db import schema_pool
 from bench.tool_cases import CASES, Case, Kind
 from pipeline.config import LlmArgs, Settings
 from pipeline.llm.orchestrator import Orchestrator
 from pipeline.metrics import summarize
 from pipeline.providers.build import build_llama
-from pipeline.store.db import open_pool
-from pipeline.store.seed import seed
 from pipeline.tools.definitions import EXAMPLES, GUIDE, company_tools
 from pipeline.tools.grounding import ground
 from pipeline.tools.policy import ToolPolicy, is_yes, said_words
 from pipeline.tools.router import ToolRouter
 from pipeline.types import ChatMessage, ToolState, ToolUse
 
-DSN = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 Transcribe = Callable[[str], Awaitable[str]]
 
 
@@ -158,20 +154,6 @@ def tool_orchestrator(model: Any) -> Callable[[asyncpg.Pool], Orchestrator]:
     return make
 
 
-async def schema_pool() -> AsyncIterator[asyncpg.Pool]:
-    schema = "eval_" + uuid.uuid4().hex[:10]
-    admin = await asyncpg.connect(DSN)
-    await admin.execute(f'CREATE SCHEMA "{schema}"')
-    pool = await open_pool(DSN, server_settings={"search_path": schema})
-    try:
-        await seed(pool)
-        yield pool
-    finally:
-        await pool.close()
-        await admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        await admin.close()
-
-
 def _pct(ok: int, n: int) -> str:
     return f"{100 * ok / n:.1f}% ({ok}/{n})" if n else "-"
 
@@ -216,7 +198,7 @@ async def run(speech: bool) -> tuple[str, dict[str, Any]]:
     if speech:
         modes.append(("speech", await _speech_transcriber()))
     for mode, transcribe in modes:
-        async for pool in schema_pool():
+        async for pool in schema_pool("eval"):
             outcomes = await evaluate(tool_orchestrator(model), pool, CASES, transcribe)
         sections.append(table(mode, outcomes))
         raw[mode] = [o.__dict__ for o in outcomes]
