@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -25,7 +26,10 @@ class TextToSpeech:
         cache, _ = shared_cache(cache_args)
         self._cache = cache if cache_args.tts_audio else None
         self._cache_max_chars = cache_args.tts_max_chars
-        self._voice_key = f"{self._tts.name}|{args.length_scale}|"
+        # Everything that changes the sound (provider, voice, model, rate, speed): audio
+        # cached for one voice is never served for another after a redeploy.
+        voice = args.model_dump_json(exclude={"timeout_s", "intra_op_threads", "simulated"})
+        self._voice_key = hashlib.sha256(voice.encode()).hexdigest()[:16] + "|"
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         apply_batch_config(self._batched, user_config)

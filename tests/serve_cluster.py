@@ -33,6 +33,8 @@ RAY_ENV = {
     "RAY_AUTH_MODE": "disabled",
     "RAY_worker_niceness": "0",
     "HF_HUB_OFFLINE": "1",
+    # The GCS ends with the process group: a drain on SIGTERM would wait out its 30 s.
+    "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
 }
 
 

@@ -50,6 +50,9 @@ class Orchestrator:
         self._args = args
         self._tools = tools
         self._cache = cache  # caches replies to identical prompts (Namespace.LLM)
+        # Which model answered: another model (a redeploy) never reads this one's replies.
+        chosen = args.openai.model if args.provider == "openai" else args.provider
+        self._model_id = f"{model.name}:{chosen}"
 
     def use_tools(self, tools: Tools | None) -> None:
         self._tools = tools
@@ -109,6 +112,6 @@ class Orchestrator:
             async for delta in generate():
                 yield delta
             return
-        key = reply_key(self._model.name, messages, max_tokens, temperature)
+        key = reply_key(self._model_id, messages, max_tokens, temperature)
         async for delta in self._cache.stream_through(Namespace.LLM, key, generate):
             yield delta
