@@ -344,6 +344,11 @@ def company_tools(pool: asyncpg.Pool) -> ToolRegistry:
                 "Which equipment do you mean? Give me an ID or a type.",
                 cache_ns=Namespace.EQUIPMENT,
                 quick_args=_equipment_words,
+                synonyms={
+                    "trailer": ("reefer", "reefer trailer", "refrigerated trailer"),
+                    "forklift": ("lift truck",),
+                    "dock door": ("dock", "door"),
+                },
                 decides=r"\b(?:DD|TRK|TRL|FL|PJ)[ -]?\d{1,3}\b",
                 cues=r"\b(docks?|doors?|trucks?|trailers?|reefers?|forklifts?|pallet jacks?"
                 r"|equipment|[a-z]{2,3}-\d+)\b",

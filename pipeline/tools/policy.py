@@ -87,9 +87,10 @@ class ToolPolicy:
     ) -> ToolUse | str | None:
         """The tool turn for the last user message; a fixed reply (a bare yes or no with
         nothing open: the model would only make up what was agreed); or None when no tool
-        applies and the model answers. With
-        `final` False (a transcript the user may still change) a confirmed write is not run:
-        `SpeculativeWriteRefused` says to ask again when the turn has ended."""
+        applies and the model answers.
+
+        With `final` False (a transcript the user may still change) a confirmed write is not
+        run: `SpeculativeWriteRefused` says to ask again once the turn has ended."""
         now = now or datetime.now(UTC)
         text = messages[-1].content
         pending = self._pending(messages)
@@ -110,11 +111,11 @@ class ToolPolicy:
         if tool is None:
             return None
         said = said_words(text, now)
-        arguments, refused = ground(tool.args, call.arguments, said, _SYNONYMS)
+        arguments, refused = ground(tool.args, call.arguments, said, tool.synonyms)
         if refused:
             log.info("tool %s: %d ungrounded arguments dropped", tool.name, len(refused))
         # What the tool's own reader finds in the words wins over the model's reading.
-        read, _ = ground(tool.args, _read(tool, said, []), said, _SYNONYMS)
+        read, _ = ground(tool.args, _read(tool, said, []), said, tool.synonyms)
         arguments |= {k: v for k, v in read.items() if v is not None}
         return await self._settle(tool, arguments)
 
@@ -149,7 +150,7 @@ class ToolPolicy:
             return None
         said = said_words(text, now)
         read = _read(tool, said, _missing(tool, pending.arguments))
-        changes, _ = ground(tool.args, read, said, _SYNONYMS)
+        changes, _ = ground(tool.args, read, said, tool.synonyms)
         changes = {k: v for k, v in changes.items() if v is not None}
         if changes and not _about_the_call(said, changes):
             changes = {}  # "How are you today?" holds a date, but answers nothing
@@ -206,14 +207,6 @@ class ToolPolicy:
         result = await self._tools.call(ToolCall(tool.name, arguments, call_id))
         log.info("tool %s ok=%s", tool.name, result.ok)  # no arguments in logs
         return ToolUse(tool.name, arguments, result.spoken, result.data, result.ok)
-
-
-_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "trailer": ("reefer", "reefer trailer", "refrigerated trailer"),
-    "forklift": ("lift truck",),
-    "pallet jack": ("pallet jacks",),
-    "dock door": ("dock", "door"),
-}
 
 
 def _without_invalid_options(tool: Tool[Any], arguments: dict[str, Any]) -> dict[str, Any]:

@@ -39,6 +39,8 @@ class Tool(Generic[A]):
     # Per required argument, how to ask for it ("where should it go"): a question names
     # exactly what is missing.
     asks: dict[str, str] = field(default_factory=dict)
+    # Words that ground a value the user did not say literally ("reefer" for a trailer).
+    synonyms: dict[str, tuple[str, ...]] = field(default_factory=dict)
     writes: bool = False  # changes company data: read back and confirmed first
     readback: Callable[[A], str] | None = None  # a write's proposal, as a yes/no question
     cues: str = ""  # regex of words that make this tool a candidate (the router's cheap gate)
