@@ -23,6 +23,7 @@ import json
 import os
 import resource
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -63,8 +64,20 @@ def simulated_config(path: Path, transport: str) -> None:
     path.write_text(yaml.safe_dump(config))
 
 
+def wait_port_free(port: int, timeout_s: float = 60) -> None:
+    """An app stopped just before may still answer: never measure the old one."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) != 0:
+                return
+        time.sleep(1)
+    raise RuntimeError(f"port {port} is still in use")
+
+
 @contextlib.contextmanager
 def app(config: Path, transport: str) -> Iterator[str]:
+    wait_port_free(8000)
     env = dict(os.environ)
     if transport == "haproxy":
         env |= {
