@@ -300,11 +300,6 @@ def _without_titles(schema: Any) -> Any:
     return schema
 
 
-def _tools_of(registry: ToolRegistry) -> list[Tool[Any]]:
-    # ToolRegistry has no public listing yet; every tool goes to the model.
-    return list(registry._tools.values())
-
-
 @dataclass(frozen=True)
 class AssembledCall:
     """One tool call as the model streamed it: `arguments` parsed from `raw_arguments`
@@ -399,7 +394,7 @@ class OpenAIToolRouter:
         self._parallel = parallel_tool_calls
         self._max_tokens = max_tokens
         self._sampling = {} if temperature is None else {"temperature": temperature}
-        self.tools: list[dict[str, Any]] = [function_schema(t) for t in _tools_of(registry)]
+        self.tools: list[dict[str, Any]] = [function_schema(t) for t in registry.tools()]
 
     @property
     def stats(self) -> OpenAIStats:

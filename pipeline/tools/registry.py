@@ -76,6 +76,10 @@ class ToolRegistry:
         ]
         return sure[0] if len(sure) == 1 else None
 
+    def tools(self) -> list[Tool[Any]]:
+        """Every tool, for a model that is shown them all (OpenAI tool calling)."""
+        return list(self._tools.values())
+
     def get(self, name: str) -> Tool[Any] | None:
         return self._tools.get(name)
 
