@@ -6,12 +6,14 @@ deployed with `serve deploy` from serve_config.yaml, only the ports changed to f
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +24,10 @@ import yaml
 
 from pipeline.config import Settings
 from pipeline.store.embedded import stop_embedded
+from pipeline.web.client import VoiceClient
 from tests.ports import free_ports
 from tests.redis_server import RedisServer
+from tests.speech import silence
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = ROOT / ".venv" / "bin"
@@ -45,6 +49,7 @@ class ServeApp:
     config: dict[str, Any]
     workdir: Path
     redis: RedisServer  # the cache's Redis (REDIS_URL of the cluster), a test may stop it
+    head: subprocess.Popen[bytes] | None = None  # `ray start --block`: the cluster's life
 
     def deploy(self, config: dict[str, Any]) -> None:
         path = self.workdir / f"serve_config_{time.monotonic_ns()}.yaml"
@@ -74,12 +79,53 @@ class ServeApp:
         return httpx.get(f"{self.url}/readyz", timeout=10).status_code == 200
 
 
-@pytest.fixture(scope="session")
-def serve_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeApp]:
-    workdir = tmp_path_factory.mktemp("serve")
+def ws_url(app: ServeApp, query: str = "") -> str:
+    return app.url.replace("http://", "ws://") + "/v1/sessions" + query
+
+
+@contextlib.asynccontextmanager
+async def microphone(client: VoiceClient) -> AsyncIterator[None]:
+    """Keep streaming silence in real time, as an open microphone does."""
+
+    async def run() -> None:
+        while True:
+            await client.send_audio(silence(100))
+
+    task = asyncio.create_task(run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+def postgres_running(pgdata: Path) -> bool:
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
+        return b"postgres" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+@contextlib.contextmanager
+def serve_cluster(
+    workdir: Path,
+    config: dict[str, Any],
+    *,
+    env: dict[str, str] | None = None,
+    app_type: type[ServeApp] = ServeApp,
+) -> Iterator[ServeApp]:
+    """A `ray start --head --block` cluster on free ports with its own Redis (REDIS_URL),
+    `config` deployed on a free HTTP port; `env` reaches every replica. Ended by PID."""
     gcs, dash, http, redis_port = free_ports(4)
     redis = RedisServer(redis_port)
     redis.start()
+    # The app's embedded Postgres (DATABASE_URL is unset here) outlives killed replicas and
+    # is shared by clusters using the same data directory: stop it only if it was not
+    # running before this cluster.
+    pgdata = Settings().cache_dir / "pgdata"
+    postgres_was_running = postgres_running(pgdata)
     head = subprocess.Popen(
         [
             str(BIN / "ray"),
@@ -94,20 +140,15 @@ def serve_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeApp]:
             "--disable-usage-stats",
         ],
         cwd=ROOT,
-        env={**os.environ, **RAY_ENV, "REDIS_URL": redis.url},
+        env={**os.environ, **RAY_ENV, **(env or {}), "REDIS_URL": redis.url},
         stdout=open(workdir / "ray.log", "wb"),  # noqa: SIM115 - lives as long as the cluster
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
     config["http_options"]["port"] = http
-    # Short idle timeout so a test can watch it fire; no other test idles this long.
-    args = config["applications"][0]["args"]
-    args.setdefault("session_limits", {})["idle_timeout_s"] = 8
-    # The default 100 ms Redis deadline is sometimes missed on a 2-core box running the whole
-    # suite; a missed deadline is a bypass, which would make hit counts flaky.
-    args.setdefault("cache", {})["redis_timeout_s"] = 1.0
-    app = ServeApp(f"http://127.0.0.1:{http}", f"http://127.0.0.1:{dash}", config, workdir, redis)
+    app = app_type(
+        f"http://127.0.0.1:{http}", f"http://127.0.0.1:{dash}", config, workdir, redis, head
+    )
     try:
         app.wait_until(
             lambda: httpx.get(f"{app.dashboard}/api/version", timeout=5).status_code == 200, 120
@@ -122,12 +163,25 @@ def serve_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeApp]:
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
         redis.stop()
-        # The app's embedded Postgres (DATABASE_URL is unset here) outlives killed replicas.
-        stop_embedded(Settings().cache_dir / "pgdata")
+        if not postgres_was_running:
+            stop_embedded(pgdata)
         # `ray start` left its address behind; a later bare `ray.init()` would wait on it.
         current = Path("/tmp/ray/ray_current_cluster")
         if current.exists() and current.read_text().strip() == f"127.0.0.1:{gcs}":
             current.unlink()
+
+
+@pytest.fixture(scope="session")
+def serve_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeApp]:
+    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    # Short idle timeout so a test can watch it fire; no other test idles this long.
+    args = config["applications"][0]["args"]
+    args.setdefault("session_limits", {})["idle_timeout_s"] = 8
+    # The default 100 ms Redis deadline is sometimes missed on a 2-core box running the whole
+    # suite; a missed deadline is a bypass, which would make hit counts flaky.
+    args.setdefault("cache", {})["redis_timeout_s"] = 1.0
+    with serve_cluster(tmp_path_factory.mktemp("serve"), config) as app:
+        yield app
 
 
 def restart_ingress(app: ServeApp, env: dict[str, str]) -> None:

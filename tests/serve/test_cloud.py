@@ -18,13 +18,10 @@ import contextlib
 import copy
 import dataclasses
 import io
-import os
-import signal
 import subprocess
 import sys
 import wave
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
@@ -33,13 +30,11 @@ import pytest
 import yaml
 
 from pipeline.config import Settings
-from pipeline.store.embedded import embedded_dsn, stop_embedded
+from pipeline.store.embedded import embedded_dsn
 from pipeline.voice.events import TurnLatency
 from pipeline.web.client import VoiceClient
-from tests.ports import free_ports
-from tests.redis_server import RedisServer
-from tests.serve_cluster import BIN, RAY_ENV, ROOT, ServeApp
-from tests.speech import QUESTIONS, pcm16k, silence, speech_wav, wer
+from tests.serve_cluster import ROOT, ServeApp, microphone, serve_cluster, ws_url
+from tests.speech import QUESTIONS, pcm16k, speech_wav, wer
 from tests.wire.all import CloudFakes, cloud_fakes
 from tests.wire.deepgram_server import default_transcribe
 from tests.wire.elevenlabs_server import synth_pcm
@@ -57,10 +52,7 @@ CLOUD_ENV = {
 LATENCY_MS = [f.name for f in dataclasses.fields(TurnLatency) if f.name.endswith("_ms")]
 
 
-@dataclasses.dataclass
 class CloudApp(ServeApp):
-    head: subprocess.Popen[bytes] | None = None  # `ray start --block`: the cluster's life
-
     def models(self) -> dict[str, str] | None:
         r = httpx.get(f"{self.url}/readyz", timeout=10)
         return r.json()["models"] if r.status_code == 200 else None
@@ -86,14 +78,6 @@ class CloudApp(ServeApp):
         return {"app": app["status"], **states}
 
 
-def _postgres_running(pgdata: Path) -> bool:
-    try:
-        pid = int((pgdata / "postmaster.pid").read_text().splitlines()[0])
-        return b"postgres" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError, IndexError):
-        return False
-
-
 @pytest.fixture(scope="module")
 def fakes() -> Iterator[CloudFakes]:
     with cloud_fakes() as running:
@@ -102,68 +86,15 @@ def fakes() -> Iterator[CloudFakes]:
 
 @pytest.fixture(scope="module")
 def cloud_app(fakes: CloudFakes, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudApp]:
-    workdir = tmp_path_factory.mktemp("serve-cloud")
-    gcs, dash, http, redis_port = free_ports(4)
-    redis = RedisServer(redis_port)
-    redis.start()
-    # The embedded Postgres is shared with serve_app's cluster when that one runs (same data
-    # directory): stop it at the end only if it was not running before.
-    pgdata = Settings().cache_dir / "pgdata"
-    postgres_was_running = _postgres_running(pgdata)
-    head = subprocess.Popen(
-        [
-            str(BIN / "ray"),
-            "start",
-            "--head",
-            "--block",
-            f"--port={gcs}",
-            "--node-ip-address=127.0.0.1",
-            "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={dash}",
-            "--num-cpus=2",
-            "--disable-usage-stats",
-        ],
-        cwd=ROOT,
-        # Keys and endpoints where Ray starts: every replica inherits them. No drain on
-        # SIGTERM: the GCS goes down with the process group, the drain RPC would only wait
-        # out its 30 s timeout.
-        env={
-            **os.environ,
-            **RAY_ENV,
-            **fakes.env,
-            "REDIS_URL": redis.url,
-            "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
-        },
-        stdout=open(workdir / "ray.log", "wb"),  # noqa: SIM115 - lives as long as the cluster
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
     config = yaml.safe_load((ROOT / "serve_config.cloud.yaml").read_text())
-    config["http_options"]["port"] = http
     # As in serve_app: the 100 ms Redis deadline is sometimes missed on a busy 2-core box.
     config["applications"][0]["args"]["cache"]["redis_timeout_s"] = 1.0
-    app = CloudApp(
-        f"http://127.0.0.1:{http}", f"http://127.0.0.1:{dash}", config, workdir, redis, head
-    )
-    try:
-        app.wait_until(
-            lambda: httpx.get(f"{app.dashboard}/api/version", timeout=5).status_code == 200, 120
-        )
-        app.deploy(config)
-        app.wait_until(app.ready)
+    # Keys and endpoints where Ray starts: every replica inherits them.
+    with serve_cluster(
+        tmp_path_factory.mktemp("serve-cloud"), config, env=fakes.env, app_type=CloudApp
+    ) as app:
+        assert isinstance(app, CloudApp)
         yield app
-    finally:
-        os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops its cluster on TERM
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(head.pid, signal.SIGKILL)
-        redis.stop()
-        if not postgres_was_running:
-            stop_embedded(pgdata)
-        current = Path("/tmp/ray/ray_current_cluster")
-        if current.exists() and current.read_text().strip() == f"127.0.0.1:{gcs}":
-            current.unlink()
 
 
 @contextlib.contextmanager
@@ -174,27 +105,6 @@ def deepgram_hears(fakes: CloudFakes, text: str) -> Iterator[None]:
         yield
     finally:
         fakes.deepgram.transcribe = default_transcribe
-
-
-@contextlib.asynccontextmanager
-async def microphone(client: VoiceClient) -> AsyncIterator[None]:
-    """Keep streaming silence in real time, as an open microphone does."""
-
-    async def run() -> None:
-        while True:
-            await client.send_audio(silence(100))
-
-    task = asyncio.create_task(run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-
-
-def ws_url(app: ServeApp) -> str:
-    return app.url.replace("http://", "ws://") + "/v1/sessions"
 
 
 def post_turn(app: ServeApp, wav: bytes) -> dict[str, Any]:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from pipeline.web.client import VoiceClient
-from tests.serve_cluster import ServeApp
+from tests.serve_cluster import ServeApp, microphone, ws_url
 from tests.speech import QUESTIONS, pcm16k, silence, wer
 
 pytestmark = pytest.mark.serve
@@ -29,27 +28,6 @@ async def storyteller(app: ServeApp) -> VoiceClient:
     )
     await client.wait_for("session.updated")
     return client
-
-
-def ws_url(app: ServeApp, query: str = "") -> str:
-    return app.url.replace("http://", "ws://") + "/v1/sessions" + query
-
-
-@contextlib.asynccontextmanager
-async def microphone(client: VoiceClient) -> AsyncIterator[None]:
-    """Keep streaming silence in real time, as an open microphone does."""
-
-    async def run() -> None:
-        while True:
-            await client.send_audio(silence(100))
-
-    task = asyncio.create_task(run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
 
 
 async def test_streamed_question_gets_streamed_answer(serve_app: ServeApp) -> None:
