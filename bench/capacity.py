@@ -45,7 +45,7 @@ STT_MS, LLM_MS, TOKEN_MS, TTS_MS = 150, 300, 20, 150
 ONSET_MS, VAD_SILENCE_MS = 60, 300  # speculation starts at the pause; the turn ends later
 
 
-def simulated_config(path: Path, transport: str) -> None:
+def simulated_config(path: Path, transport: str, ingress_replicas: int = 1) -> None:
     """serve_config.yaml with simulated providers, no tools, no caches, room for sessions."""
     config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
     app = config["applications"][0]
@@ -59,8 +59,9 @@ def simulated_config(path: Path, transport: str) -> None:
         d["max_ongoing_requests"] = 2000
         d["ray_actor_options"] = {"num_cpus": 0.1}
         d["autoscaling_config"] = {"min_replicas": 1, "max_replicas": 1}
-        if d["name"] == "Ingress" and transport == "haproxy":
-            d["autoscaling_config"] = {"min_replicas": 2, "max_replicas": 2}
+        if d["name"] == "Ingress":
+            n = 2 if transport == "haproxy" else ingress_replicas
+            d["autoscaling_config"] = {"min_replicas": n, "max_replicas": n}
     path.write_text(yaml.safe_dump(config))
 
 
@@ -78,6 +79,7 @@ def wait_port_free(port: int, timeout_s: float = 60) -> None:
 @contextlib.contextmanager
 def app(config: Path, transport: str) -> Iterator[str]:
     wait_port_free(8000)
+    wait_port_free(8001)
     env = dict(os.environ)
     if transport == "haproxy":
         env |= {
@@ -211,8 +213,10 @@ def critical_path_ms(sample: dict[str, Any], end: str) -> float:
     return max(VAD_SILENCE_MS, path) if end == "vad" else path
 
 
-def level(url: str, sessions: int, turns: int, end: str) -> dict[str, Any]:
+def level(url: str, transport: str, sessions: int, turns: int, end: str) -> dict[str, Any]:
     ws_url = url.replace("http", "ws", 1) + "/v1/sessions"
+    if transport == "socket":  # the sessions' own listener (session_socket in the config)
+        ws_url = "ws://127.0.0.1:8001/v1/sessions"
     procs = ray_processes()
     cpu_before, start = cpu_seconds(procs), time.perf_counter()
     out = subprocess.run(
@@ -261,7 +265,14 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 10, 25, 50, 100, 200])
     parser.add_argument("--turns", type=int, default=3, help="turns per speaker")
     parser.add_argument("--end", nargs="+", default=["vad"], choices=["vad", "input_end"])
-    parser.add_argument("--transport", default="proxy", choices=["proxy", "haproxy"])
+    parser.add_argument(
+        "--transport",
+        default="socket",
+        choices=["socket", "proxy", "haproxy"],
+        help="socket: the sessions' own port (default); proxy: Serve's HTTP port; "
+        "haproxy: Serve's HTTP port in HAProxy mode",
+    )
+    parser.add_argument("--ingress", type=int, default=1, help="ingress replicas")
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
 
@@ -269,12 +280,12 @@ def main() -> None:
     raw: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "serve_config.simulated.yaml"
-        simulated_config(config, args.transport)
+        simulated_config(config, args.transport, args.ingress)
         with app(config, args.transport) as url:
             idle_rss = rss_mb(ray_processes())
             for end in args.end:
                 for n in args.sessions:
-                    r = level(url, n, args.turns, end)
+                    r = level(url, args.transport, n, args.turns, end)
                     raw[f"{end}/{n}"] = r
                     rows.append(row(n, end, r, idle_rss))
                     print(rows[-1], flush=True)

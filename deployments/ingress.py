@@ -11,6 +11,7 @@ import logging
 import uuid
 from typing import Any
 
+import ray
 from fastapi import FastAPI, Request, WebSocket
 from fastapi.responses import FileResponse, JSONResponse
 from ray import serve
@@ -28,13 +29,25 @@ from pipeline.voice import audio
 from pipeline.voice.session import VoiceSession
 from pipeline.voice.turn import converse
 from pipeline.web.http import audio_from_request, check_bearer, check_session_id, error_response
+from pipeline.web.session_socket import PATH as SESSIONS_PATH
+from pipeline.web.session_socket import SessionListener, WebsocketsSocket
 from pipeline.web.static import web_file
-from pipeline.web.ws import POLICY_VIOLATION, senders, serve_session, ws_key_check
+from pipeline.web.ws import (
+    POLICY_VIOLATION,
+    SessionSocket,
+    StarletteSocket,
+    key_check,
+    senders,
+    serve_session,
+    ws_key_check,
+)
 
 log = logging.getLogger("jarvis.ingress")
 app = FastAPI(title="jarvis-serve", version="0.1.0")
 app.include_router(router)
-OPEN_PATHS = frozenset({"/", "/healthz", "/readyz", "/docs", "/openapi.json"})
+OPEN_PATHS = frozenset(
+    {"/", "/healthz", "/readyz", "/docs", "/openapi.json", "/v1/sessions/endpoint"}
+)
 
 
 @functools.cache
@@ -75,9 +88,19 @@ class Ingress(OpenAIRoutes):
         self._conversations = ConversationLog(
             lambda: open_database(Settings()), history_turns=args.llm.history_turns
         )
+        listen = args.session_socket
+        cluster = ray.get_runtime_context().get_session_name()
+        owner = f"{cluster}/{serve.get_replica_context().app_name}"
+        self._listener = SessionListener(
+            self._socket_session, host=listen.host, port=listen.port, owner=owner
+        )
+        if listen.enabled:
+            self._listening = asyncio.get_running_loop().create_task(self._listener.start())
 
     async def __del__(self) -> None:
-        """Graceful shutdown (Serve awaits this): write the turns still queued, then close."""
+        """Graceful shutdown (Serve awaits this): close the sessions' listener (clients get
+        1012 and reconnect), write the turns still queued, then close."""
+        await self._listener.close()
         if not await self._conversations.flush(timeout_s=10):
             pending = self._conversations.stats()["pending"]
             log.error("shutting down with %d conversation turns unwritten", pending)
@@ -112,7 +135,21 @@ class Ingress(OpenAIRoutes):
         if models.get("tools") == "opening":
             raise NotReadyError("the company tools are still opening")
         models["cache"] = "on" if await self._cache.ready() else "unavailable"
+        models["session_socket"] = (
+            f"port {self._listener.port}" if self._listener.listening else "off"
+        )
         return {"status": "ready", "models": models}
+
+    @app.get("/v1/sessions/endpoint")
+    async def sessions_endpoint(self) -> dict[str, Any]:
+        """Where voice sessions are cheapest: the sessions' own port when it is listening
+        (clients keep the host they reached this page on), else null: use this port."""
+        listen = self._args.session_socket
+        return {
+            "path": SESSIONS_PATH,
+            "port": self._listener.port if self._listener.listening else None,
+            "url": listen.public_url,
+        }
 
     @app.get("/v1/stats")
     async def stats(self) -> dict[str, Any]:
@@ -150,16 +187,26 @@ class Ingress(OpenAIRoutes):
     async def sessions(self, ws: WebSocket, conversation_id: str | None = None) -> None:
         await ws.accept()
         refused = ws_key_check(ws, _api_keys())
+        await self._session(StarletteSocket(ws), refused, conversation_id)
+
+    async def _socket_session(self, sock: WebsocketsSocket) -> None:
+        """A session on the sessions' own listener (pipeline/web/session_socket.py)."""
+        refused = key_check(sock.authorization, sock.query.get("api_key"), _api_keys())
+        await self._session(sock, refused, sock.query.get("conversation_id"))
+
+    async def _session(
+        self, sock: SessionSocket, refused: str | None, conversation_id: str | None
+    ) -> None:
         if refused is not None:
-            await ws.close(code=POLICY_VIOLATION, reason=refused)
+            await sock.close(POLICY_VIOLATION, refused)
             return
         try:
             cid = check_session_id(conversation_id, "conversation_id") if conversation_id else None
         except JarvisError as e:
-            await ws.close(code=POLICY_VIOLATION, reason=e.message)
+            await sock.close(POLICY_VIOLATION, e.message)
             return
         history = await self._conversations.history(cid) if cid else []
-        send_event, send_audio = senders(ws)
+        send_event, send_audio = senders(sock)
         session = VoiceSession(
             self._stages,
             send_event=send_event,
@@ -173,7 +220,7 @@ class Ingress(OpenAIRoutes):
             history=history,
             on_turn=self._conversations.record,
         )
-        await serve_session(ws, session, idle_timeout_s=self._args.session_limits.idle_timeout_s)
+        await serve_session(sock, session, idle_timeout_s=self._args.session_limits.idle_timeout_s)
 
     @app.post("/v1/turn")
     async def turn(self, request: Request, session_id: str | None = None) -> dict[str, Any]:

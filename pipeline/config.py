@@ -185,6 +185,22 @@ class SessionLimits(BaseModel):
     max_utterance_s: float = Field(default=30.0, gt=0)
 
 
+class SessionSocketArgs(BaseModel):
+    """The voice sessions' own WebSocket listener in each ingress replica
+    (pipeline/web/session_socket.py): a frame costs about half of what it costs through
+    Serve's HTTP port. The browser client learns it from `GET /v1/sessions/endpoint`."""
+
+    model_config = {"extra": "forbid"}
+
+    enabled: bool = True
+    host: str = Field(default="127.0.0.1", description="0.0.0.0 on a cluster")
+    port: int = Field(default=8001, ge=1, le=65535)
+    public_url: str | None = Field(
+        default=None,
+        description="the ws(s):// URL clients should use when a load balancer fronts the port",
+    )
+
+
 class CacheTtls(BaseModel):
     """Seconds an entry lives, per namespace."""
 
@@ -231,6 +247,7 @@ class AppArgs(BaseModel):
     limits: LimitsArgs = LimitsArgs()
     session: SessionOptions = SessionOptions()
     session_limits: SessionLimits = SessionLimits()
+    session_socket: SessionSocketArgs = SessionSocketArgs()
     cache: CacheArgs = CacheArgs()
 
 

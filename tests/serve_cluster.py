@@ -80,6 +80,13 @@ class ServeApp:
 
 
 def ws_url(app: ServeApp, query: str = "") -> str:
+    """The sessions' own listener (session_socket), where clients are sent."""
+    port = app.config["applications"][0]["args"]["session_socket"]["port"]
+    return f"ws://127.0.0.1:{port}/v1/sessions{query}"
+
+
+def proxy_ws_url(app: ServeApp, query: str = "") -> str:
+    """/v1/sessions on Serve's HTTP port (through its proxy): still served."""
     return app.url.replace("http://", "ws://") + "/v1/sessions" + query
 
 
@@ -118,7 +125,7 @@ def serve_cluster(
 ) -> Iterator[ServeApp]:
     """A `ray start --head --block` cluster on free ports with its own Redis (REDIS_URL),
     `config` deployed on a free HTTP port; `env` reaches every replica. Ended by PID."""
-    gcs, dash, http, redis_port = free_ports(4)
+    gcs, dash, http, redis_port, sessions = free_ports(5)
     redis = RedisServer(redis_port)
     redis.start()
     # The app's embedded Postgres (DATABASE_URL is unset here) outlives killed replicas and
@@ -146,6 +153,7 @@ def serve_cluster(
         start_new_session=True,
     )
     config["http_options"]["port"] = http
+    config["applications"][0]["args"].setdefault("session_socket", {})["port"] = sessions
     app = app_type(
         f"http://127.0.0.1:{http}", f"http://127.0.0.1:{dash}", config, workdir, redis, head
     )

@@ -91,6 +91,22 @@ const handlers = {
   "error": (e) => logLine("error", `${e.code}: ${e.message}`),
 };
 
+// Sessions are cheapest on the server's own sessions port (/v1/sessions/endpoint); this page's
+// origin also serves them (through Serve's HTTP proxy), the way in when the port is closed or
+// the page came over https without a public wss:// URL configured.
+async function sessionsUrl() {
+  const proto = location.protocol === "https:" ? "wss:" : "ws:";
+  const here = `${proto}//${location.host}/v1/sessions`;
+  try {
+    const r = await fetch("/v1/sessions/endpoint");
+    if (!r.ok) return here;
+    const e = await r.json();
+    if (e.url) return e.url;
+    if (e.port && proto === "ws:") return `ws://${location.hostname}:${e.port}${e.path}`;
+  } catch (err) { /* an older server: same origin */ }
+  return here;
+}
+
 async function start() {
   $("start").disabled = true;
   try {
@@ -104,8 +120,9 @@ async function start() {
     const node = new AudioWorkletNode(state.micCtx, "mic-capture");
     source.connect(node);
     const key = $("apikey").value.trim();
-    const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    state.ws = new WebSocket(`${proto}//${location.host}/v1/sessions${key ? "?api_key=" + encodeURIComponent(key) : ""}`);
+    const url = await sessionsUrl();
+    state.ws = new WebSocket(`${url}${key ? "?api_key=" + encodeURIComponent(key) : ""}`);
+    window.jarvis.sessionsUrl = url;
     state.ws.binaryType = "arraybuffer";
     node.port.onmessage = (m) => { if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(m.data); };
     state.ws.onmessage = (m) => {

@@ -53,7 +53,9 @@ class TurnDetector:
 
     def is_voiced(self, frame: bytes) -> bool:
         samples = np.frombuffer(frame, dtype="<i2").astype(np.float32)
-        if float(np.sqrt(np.mean(samples * samples))) < ENERGY_FLOOR:
+        # Mean square against the squared floor: one dot product, no sqrt or mean (this runs
+        # 50 times a second per open microphone).
+        if float(np.dot(samples, samples)) < ENERGY_FLOOR * ENERGY_FLOOR * len(samples):
             return False
         return bool(self._vad.is_speech(frame, RATE))
 

@@ -1,10 +1,17 @@
-"""The WebSocket side of a voice session: receive loop, auth, idle timeout, close codes."""
+"""The WebSocket side of a voice session: receive loop, auth, idle timeout, close codes.
+
+Two transports carry sessions: Starlette's WebSocket (the `/v1/sessions` route, through
+Serve's proxy) and the lean listener of `session_socket.py`. Both are seen here through
+`SessionSocket`, so they share the loop, the auth and the close codes.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+from typing import Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
@@ -15,55 +22,101 @@ from pipeline.web.http import check_bearer
 
 log = logging.getLogger("jarvis.ws")
 POLICY_VIOLATION = 1008
+Message = bytes | str
 
 
-def ws_key_check(ws: WebSocket, keys: frozenset[str]) -> str | None:
+class SessionSocket(Protocol):
+    """What a voice session needs of its connection."""
+
+    async def receive(self) -> Message | None:
+        """The next client message; None once the client is gone."""
+        ...
+
+    async def send_text(self, text: str) -> None: ...
+
+    async def send_bytes(self, data: bytes) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None:
+        """Close if still open; never raises."""
+        ...
+
+
+class StarletteSocket:
+    """`SessionSocket` over an accepted Starlette WebSocket."""
+
+    def __init__(self, ws: WebSocket) -> None:
+        self._ws = ws
+
+    async def receive(self) -> Message | None:
+        try:
+            message = await self._ws.receive()
+        except (WebSocketDisconnect, RuntimeError):
+            return None  # RuntimeError is Starlette's "receive after disconnect"
+        if message["type"] == "websocket.disconnect":
+            return None
+        data: Message | None = message.get("bytes")
+        return data if data is not None else message.get("text")
+
+    async def send_text(self, text: str) -> None:
+        await self._ws.send_text(text)
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self._ws.send_bytes(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        if self._ws.application_state != WebSocketState.DISCONNECTED:
+            with contextlib.suppress(RuntimeError, WebSocketDisconnect):
+                await self._ws.close(code=code, reason=reason)
+
+
+def key_check(authorization: str | None, api_key: str | None, keys: frozenset[str]) -> str | None:
     """None if allowed, else the reason. Browsers cannot set headers: `?api_key=` works too."""
-    header = ws.headers.get("authorization")
-    if header is None and "api_key" in ws.query_params:
-        header = f"Bearer {ws.query_params['api_key']}"
+    if authorization is None and api_key is not None:
+        authorization = f"Bearer {api_key}"
     try:
-        check_bearer(header, keys)
+        check_bearer(authorization, keys)
     except AuthError as e:
         return e.message
     return None
 
 
-async def serve_session(ws: WebSocket, session: VoiceSession, *, idle_timeout_s: float) -> None:
+def ws_key_check(ws: WebSocket, keys: frozenset[str]) -> str | None:
+    return key_check(ws.headers.get("authorization"), ws.query_params.get("api_key"), keys)
+
+
+async def serve_session(
+    sock: SessionSocket, session: VoiceSession, *, idle_timeout_s: float
+) -> None:
     """Pump frames into `session` until the client leaves, idles out or breaks the rules."""
+    loop = asyncio.get_running_loop()
+    # One deadline moved per message: `wait_for` would wrap every 20 ms frame in a task.
+    idle = asyncio.timeout(idle_timeout_s)
     try:
         await session.start()
-        while True:
-            try:
-                message = await asyncio.wait_for(ws.receive(), timeout=idle_timeout_s)
-            except TimeoutError:
-                await _close(ws, 1000, f"idle for {idle_timeout_s:g} s")
-                return
-            if message["type"] == "websocket.disconnect":
-                return
-            if message.get("bytes") is not None:
-                await session.on_audio(message["bytes"])
-            elif message.get("text") is not None:
-                await session.on_text(message["text"])
+        async with idle:
+            while (message := await sock.receive()) is not None:
+                idle.reschedule(loop.time() + idle_timeout_s)
+                if isinstance(message, bytes):
+                    await session.on_audio(message)
+                else:
+                    await session.on_text(message)
+    except TimeoutError:
+        if not idle.expired():
+            raise
+        await sock.close(1000, f"idle for {idle_timeout_s:g} s")
     except SessionClosed as e:
-        await _close(ws, e.code, e.reason)
-    except (WebSocketDisconnect, RuntimeError):
-        pass  # the client vanished; RuntimeError is Starlette's "send after close"
+        await sock.close(e.code, e.reason)
+    except (WebSocketDisconnect, RuntimeError, ConnectionError):
+        pass  # the client vanished mid-send
     finally:
         await session.close()  # nothing keeps generating for a client that is gone
 
 
-async def _close(ws: WebSocket, code: int, reason: str) -> None:
-    if ws.application_state != WebSocketState.DISCONNECTED:
-        with contextlib.suppress(RuntimeError, WebSocketDisconnect):
-            await ws.close(code=code, reason=reason)
-
-
-def senders(ws: WebSocket) -> tuple[SendEvent, SendAudio]:
+def senders(sock: SessionSocket) -> tuple[SendEvent, SendAudio]:
     async def send_event(event: Event) -> None:
-        await ws.send_json(event.to_json())
+        await sock.send_text(json.dumps(event.to_json(), separators=(",", ":"), ensure_ascii=False))
 
     async def send_audio(data: bytes) -> None:
-        await ws.send_bytes(data)
+        await sock.send_bytes(data)
 
     return send_event, send_audio

@@ -86,6 +86,9 @@ def test_page_transcribes_and_plays_the_reply(
     assert wer(QUESTIONS[0], state["finals"][0]) <= 0.15, state["finals"]
     assert state["samplesScheduled"] > 22_050 // 2  # reply audio was scheduled for playback
     assert state["latencies"][0]["first_audio_sent_ms"] > 0
+    # The page found the sessions' own port (/v1/sessions/endpoint), not Serve's HTTP port.
+    port = serve_app.config["applications"][0]["args"]["session_socket"]["port"]
+    assert state["sessionsUrl"] == f"ws://127.0.0.1:{port}/v1/sessions"
     log = browser.find_element(By.ID, "log").text
     assert "You:" in log or state["finals"][0] in log
     rows = browser.find_elements(By.CSS_SELECTOR, "#latency tbody tr")

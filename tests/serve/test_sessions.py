@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 import httpx
 import pytest
 
 from pipeline.web.client import VoiceClient
-from tests.serve_cluster import ServeApp, microphone, ws_url
+from tests.serve_cluster import ServeApp, microphone, proxy_ws_url, ws_url
 from tests.speech import QUESTIONS, pcm16k, silence, wer
 
 pytestmark = pytest.mark.serve
@@ -123,6 +124,23 @@ async def test_flooding_audio_is_closed_with_1008(serve_app: ServeApp) -> None:
     assert code == 1008 and "faster than real time" in reason
 
 
+async def test_clients_are_sent_to_the_sessions_port(serve_app: ServeApp) -> None:
+    port = serve_app.config["applications"][0]["args"]["session_socket"]["port"]
+    async with httpx.AsyncClient() as http:
+        endpoint = (await http.get(f"{serve_app.url}/v1/sessions/endpoint")).json()
+        ready = (await http.get(f"{serve_app.url}/readyz")).json()
+    assert endpoint == {"path": "/v1/sessions", "port": port, "url": None}
+    assert ready["models"]["session_socket"] == f"port {port}"
+    # Serve's HTTP port still serves sessions, the same way.
+    client = await VoiceClient.open(proxy_ws_url(serve_app))
+    await client.wait_for("session.created")
+    speech_end = await client.send_audio(pcm16k(QUESTIONS[0]))
+    async with microphone(client):
+        done = await client.wait_for("response.done")
+    assert done["transcript"] and client.first_audio_after(speech_end) is not None
+    await client.close()
+
+
 async def test_idle_session_times_out(serve_app: ServeApp) -> None:
     client = await VoiceClient.open(ws_url(serve_app))
     await client.wait_for("session.created")
@@ -130,17 +148,18 @@ async def test_idle_session_times_out(serve_app: ServeApp) -> None:
     assert code == 1000 and "idle" in reason
 
 
+@pytest.mark.parametrize("url_of", [ws_url, proxy_ws_url], ids=["sessions_port", "http_port"])
 async def test_session_needs_a_key_when_keys_are_set(
-    serve_app: ServeApp, with_api_keys: str
+    serve_app: ServeApp, with_api_keys: str, url_of: Callable[..., str]
 ) -> None:
-    refused = await VoiceClient.open(ws_url(serve_app))
+    refused = await VoiceClient.open(url_of(serve_app))
     code, reason = await refused.wait_closed()
     assert code == 1008 and "API key" in reason
-    allowed = await VoiceClient.open(ws_url(serve_app, f"?api_key={with_api_keys}"))
+    allowed = await VoiceClient.open(url_of(serve_app, f"?api_key={with_api_keys}"))
     assert (await allowed.wait_for("session.created"))["session_id"]
     await allowed.close()
     header = await VoiceClient.open(
-        ws_url(serve_app), additional_headers={"Authorization": f"Bearer {with_api_keys}"}
+        url_of(serve_app), additional_headers={"Authorization": f"Bearer {with_api_keys}"}
     )
     await header.wait_for("session.created")
     await header.close()
