@@ -7,7 +7,7 @@ KeepAlive whenever no audio went out for `keepalive_s`, and a reconnect with bac
 socket drops (a close 1011, a reset). A 4xx is never retried.
 
 Errors: every failure is a `ProviderError`; a transient one (429, 408, 5xx, a timeout, a
-dropped or refused connection) is its subclass `RetryableProviderError`, so a caller that
+dropped or refused connection) is its subclass `TransientProviderError`, so a caller that
 retries or falls back to another provider catches that and lets the rest through.
 """
 
@@ -42,17 +42,6 @@ PROVIDER = "deepgram"
 # a frame too big (1009). Everything else (1000 unasked, 1001, 1006, 1011-1014) is a drop.
 _FATAL_CLOSE_CODES = frozenset({1002, 1003, 1007, 1008, 1009})
 _TIMEOUT_GRACE_S = 1.0  # the base class's backstop fires this much after our own timeout
-
-
-class RetryableProviderError(TransientProviderError):
-    """A transient provider failure (429, 408, 5xx, timeout, dropped connection): the same
-    request may succeed if retried later or sent to another provider."""
-
-    retryable = True
-
-    def __init__(self, message: str, *, provider: str, status: int | None = None) -> None:
-        super().__init__(message, provider=provider)
-        self.status = status
 
 
 def _import_sdk() -> tuple[Any, type[Exception]]:
@@ -100,14 +89,14 @@ def _api_error(e: Exception, what: str) -> ProviderError:
     status = getattr(e, "status_code", None)
     message = f"{what} failed with HTTP {status}"
     if _is_retryable_status(status):
-        return RetryableProviderError(message, provider=PROVIDER, status=status)
+        return TransientProviderError(message, provider=PROVIDER, status=status)
     return ProviderError(message, provider=PROVIDER)
 
 
 class DeepgramSTT(SttProvider):
     """Prerecorded transcription: one REST request per clip (PCM16 WAV), clips in parallel.
 
-    `timeout_s` bounds each request; a timeout is a `RetryableProviderError`.
+    `timeout_s` bounds each request; a timeout is a `TransientProviderError`.
     """
 
     name = PROVIDER
@@ -137,7 +126,7 @@ class DeepgramSTT(SttProvider):
             async with asyncio.timeout(self._request_timeout_s), asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self._transcribe_one(a)) for a in audios]
         except TimeoutError as e:
-            raise RetryableProviderError("transcription timed out", provider=self.name) from e
+            raise TransientProviderError("transcription timed out", provider=self.name) from e
         except BaseExceptionGroup as eg:  # a clip failed and its siblings were cancelled
             first = eg.exceptions[0]
             raise first from first.__cause__
@@ -156,9 +145,9 @@ class DeepgramSTT(SttProvider):
         except self._api_error as e:
             raise _api_error(e, "transcription") from e
         except httpx.TimeoutException as e:
-            raise RetryableProviderError("transcription timed out", provider=self.name) from e
+            raise TransientProviderError("transcription timed out", provider=self.name) from e
         except httpx.TransportError as e:
-            raise RetryableProviderError(
+            raise TransientProviderError(
                 f"transcription failed: {type(e).__name__}", provider=self.name
             ) from e
         results = getattr(response, "results", None)
@@ -282,7 +271,7 @@ class DeepgramLiveSession:
             async for event in stt.events(): ...
 
     Entering raises `ProviderError` on a refused handshake (401, 400) and
-    `RetryableProviderError` when the service cannot be reached. After that, failures arrive as
+    `TransientProviderError` when the service cannot be reached. After that, failures arrive as
     events: a drop is an `SttError(retryable=True)` followed by `Reconnected` (backoff
     `backoff_s[0]` doubling to `backoff_s[1]`), or by `Closed` after `max_quick_failures`
     failures in a row (a socket that lived less than `quick_failure_s` counts as one) or a 4xx.
@@ -438,7 +427,7 @@ class DeepgramLiveSession:
             raise _api_error(e, "live connect") from e
         except (TimeoutError, OSError, InvalidHandshake) as e:
             await stack.aclose()
-            raise RetryableProviderError(
+            raise TransientProviderError(
                 f"live connect failed: {type(e).__name__}", provider=PROVIDER
             ) from e
         return conn, stack
@@ -487,7 +476,7 @@ class DeepgramLiveSession:
             attempt += 1
             try:
                 conn, stack = await self._open()
-            except RetryableProviderError as e:
+            except TransientProviderError as e:
                 failures += 1
                 log.warning("deepgram live reconnect %d failed: %s", attempt, e.message)
                 continue
@@ -501,7 +490,7 @@ class DeepgramLiveSession:
         if not self._closing:
             message = f"gave up after {failures} failed connections in a row"
             self._emit(SttError(message, None, False))
-            self._failure = RetryableProviderError(message, provider=PROVIDER)
+            self._failure = TransientProviderError(message, provider=PROVIDER)
         return None
 
     async def _serve(self, conn: AsyncV1SocketClient) -> _Drop | None:
