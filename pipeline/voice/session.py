@@ -27,7 +27,7 @@ from pydantic import ValidationError
 from pipeline.config import SessionLimits, SessionOptions
 from pipeline.errors import JarvisError, SpeculativeWriteRefused
 from pipeline.llm.window import trim_in_blocks
-from pipeline.types import ChatMessage, StageBackend, ToolUse, TurnRecord
+from pipeline.types import ChatMessage, StageBackend, ToolUse, Transcript, TurnRecord
 from pipeline.voice.events import ErrorCode, Event, EventType, error
 from pipeline.voice.reply import Reply
 from pipeline.voice.speak import spoken_clauses
@@ -83,7 +83,7 @@ class VoiceSession:
         self.limits = limits or SessionLimits()
         self._utterance = UtteranceCollector(self.options)
         self._budget = RealtimeBudget(self.limits.realtime_burst_s)
-        self._spec: asyncio.Task[str] | None = None
+        self._spec: asyncio.Task[Transcript] | None = None
         self._pending: Reply | None = None  # preemptive reply held behind its gate
         self._reply: Reply | None = None  # the released reply, if one is running
         self._partial: asyncio.Task[None] | None = None
@@ -220,7 +220,7 @@ class VoiceSession:
             self._partial = self._spawn(self._send_partial(self._utterance.audio()))
 
     async def _send_partial(self, audio: np.ndarray) -> None:
-        text = await self._backend.transcribe(audio)
+        text = (await self._backend.transcribe(audio)).text
         if text and self._utterance.in_speech:
             await self._emit(Event(EventType.TRANSCRIPT_PARTIAL, {"text": text}))
 
@@ -270,12 +270,12 @@ class VoiceSession:
 
     # ----- replies --------------------------------------------------------------------
 
-    def _start_reply(self, transcript: Awaitable[str], speech_end: float) -> Reply:
+    def _start_reply(self, transcript: Awaitable[Transcript], speech_end: float) -> Reply:
         reply = Reply(speech_end)
         reply.task = self._spawn(self._run_reply(reply, transcript))
         return reply
 
-    async def _run_reply(self, r: Reply, transcript: Awaitable[str]) -> None:
+    async def _run_reply(self, r: Reply, transcript: Awaitable[Transcript]) -> None:
         try:
             await self._answer(r, transcript)
         except asyncio.CancelledError:
@@ -292,11 +292,13 @@ class VoiceSession:
             if r.user_text and r.released.is_set():
                 self._remember(r)
 
-    async def _answer(self, r: Reply, transcript: Awaitable[str]) -> None:
+    async def _answer(self, r: Reply, transcript: Awaitable[Transcript]) -> None:
         """Transcript -> LLM -> TTS, started at once: a preemptive reply generates while the
         end of the turn is not yet confirmed, and its events and audio wait behind the gate."""
-        text = (await transcript).strip()
+        heard = await transcript
+        text = heard.text.strip()
         r.latency.stt_ms = r.ms_since_speech_end()
+        r.latency.providers["stt"] = heard.provider
         r.hold(Event(EventType.TRANSCRIPT_FINAL, {"text": text, "response_id": r.id}))
         if not text:
             await self._flush(r)
@@ -328,17 +330,22 @@ class VoiceSession:
         def on_tool(use: ToolUse) -> None:
             r.tool_use = use
 
+        def on_served(provider: str) -> None:
+            r.latency.providers["llm"] = provider
+
         clauses = spoken_clauses(
-            self._backend.chat(self._messages(text), on_tool, final=final),
+            self._backend.chat(self._messages(text), on_tool, final=final, on_served=on_served),
             self._backend.synthesize,
             chunker,
             on_delta,
             on_clause,
         )
         audio_ms = 0.0
-        async for clause, pcm in clauses:
+        async for clause, speech in clauses:
+            pcm = speech.pcm
             if r.latency.tts_first_audio_ms is None:
                 r.latency.tts_first_audio_ms = r.ms_since_speech_end()
+                r.latency.providers["tts"] = speech.provider
             await self._flush(r)  # waits for the gate
             if not r.audio_started:
                 r.audio_started = True
@@ -360,6 +367,7 @@ class VoiceSession:
                     "transcript": text,
                     "text": clean_for_speech("".join(r.text)),
                     "audio_ms": round(audio_ms, 1),
+                    "providers": dict(r.latency.providers),
                     "latency": r.latency.as_dict(),
                 },
             )

@@ -11,9 +11,10 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+from pipeline.types import Speech
 from pipeline.voice.text import ClauseChunker
 
-Synthesize = Callable[[str], Awaitable[bytes]]
+Synthesize = Callable[[str], Awaitable[Speech]]
 OnDelta = Callable[[str], Awaitable[None]]
 
 
@@ -27,12 +28,12 @@ async def spoken_clauses(
     chunker: ClauseChunker,
     on_delta: OnDelta = _noop,
     on_clause: Callable[[str], None] | None = None,
-) -> AsyncIterator[tuple[str, bytes]]:
-    pending: asyncio.Queue[asyncio.Task[tuple[str, bytes]] | None] = asyncio.Queue()
-    started: list[asyncio.Task[tuple[str, bytes]]] = []
+) -> AsyncIterator[tuple[str, Speech]]:
+    pending: asyncio.Queue[asyncio.Task[tuple[str, Speech]] | None] = asyncio.Queue()
+    started: list[asyncio.Task[tuple[str, Speech]]] = []
     first_done = asyncio.Event()
 
-    async def tts(clause: str, first: bool) -> tuple[str, bytes]:
+    async def tts(clause: str, first: bool) -> tuple[str, Speech]:
         # The first clause is synthesized alone: a reply that arrives all at once (a tool's
         # answer, a cached reply) would otherwise put every clause into one TTS batch, and
         # the first audio would wait for the whole batch (measured, a two-clause tool answer:
