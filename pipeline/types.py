@@ -75,10 +75,11 @@ OnTool = Callable[[ToolUse], None]
 @dataclass(frozen=True)
 class Transcript:
     """A transcription and the provider that made it (behind a fallback: the one that
-    answered)."""
+    answered; a live stream's provider when the session's stream heard it)."""
 
     text: str
     provider: str
+    streamed: bool = False  # heard by a live stream, not transcribed as a whole
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,6 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
@@ -29,6 +28,18 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from pipeline.errors import ProviderError, TransientProviderError
 from pipeline.providers.base import SttProvider
+from pipeline.providers.streams import (
+    Closed,
+    FinalTranscript,
+    InterimTranscript,
+    LiveEvent,
+    LiveEventKind,
+    Reconnected,
+    SpeechStarted,
+    SttError,
+    SttStream,
+    UtteranceEnd,
+)
 from pipeline.voice.audio import STT_RATE, encode_wav, float_to_pcm16
 
 if TYPE_CHECKING:
@@ -36,6 +47,20 @@ if TYPE_CHECKING:
     from deepgram.listen.v1.socket_client import AsyncV1SocketClient
 
 log = logging.getLogger(__name__)
+__all__ = [  # the live events live in streams.py (provider-neutral); re-exported here
+    "Closed",
+    "DeepgramLiveSession",
+    "DeepgramLiveStreams",
+    "DeepgramSTT",
+    "FinalTranscript",
+    "InterimTranscript",
+    "LiveEvent",
+    "LiveEventKind",
+    "Reconnected",
+    "SpeechStarted",
+    "SttError",
+    "UtteranceEnd",
+]
 
 PROVIDER = "deepgram"
 # Close codes after which a new socket cannot help: bad audio (1002/1003/1007), policy (1008),
@@ -163,97 +188,6 @@ class DeepgramSTT(SttProvider):
 
 
 # -- live ------------------------------------------------------------------------------------
-
-
-class LiveEventKind(StrEnum):
-    INTERIM = "interim"
-    FINAL = "final"
-    SPEECH_STARTED = "speech_started"
-    UTTERANCE_END = "utterance_end"
-    RECONNECTED = "reconnected"
-    ERROR = "error"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class InterimTranscript:
-    """Deepgram's current guess (`is_final=false`): it will change."""
-
-    kind: ClassVar[LiveEventKind] = LiveEventKind.INTERIM
-    text: str
-    start: float  # audio seconds since the socket opened
-    duration: float
-    confidence: float
-
-
-@dataclass(frozen=True, slots=True)
-class FinalTranscript:
-    """Settled text for a span of audio (`is_final=true`). `speech_final`: Deepgram's
-    endpointing heard the pause; `from_finalize`: the answer to our `finalize()`, with
-    `finalize_latency_s` from that call to this result."""
-
-    kind: ClassVar[LiveEventKind] = LiveEventKind.FINAL
-    text: str
-    start: float
-    duration: float
-    confidence: float
-    speech_final: bool
-    from_finalize: bool
-    finalize_latency_s: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SpeechStarted:
-    kind: ClassVar[LiveEventKind] = LiveEventKind.SPEECH_STARTED
-    timestamp: float
-
-
-@dataclass(frozen=True, slots=True)
-class UtteranceEnd:
-    """No words for `utterance_end_ms` after `last_word_end` (audio seconds)."""
-
-    kind: ClassVar[LiveEventKind] = LiveEventKind.UTTERANCE_END
-    last_word_end: float
-
-
-@dataclass(frozen=True, slots=True)
-class Reconnected:
-    """A new socket replaced a dropped one. Its audio clock starts again at 0; audio sent
-    while no socket was open (up to `reconnect_buffer_s`) went out on the new one."""
-
-    kind: ClassVar[LiveEventKind] = LiveEventKind.RECONNECTED
-    attempt: int
-
-
-@dataclass(frozen=True, slots=True)
-class SttError:
-    """Something went wrong on the socket. `recoverable`: it dropped and a reconnect follows
-    (as in LiveKit's STT error event); otherwise it failed for good (a `Closed` follows) or the
-    server sent an `Error` message. `code`: the WebSocket close code or HTTP status, if known."""
-
-    kind: ClassVar[LiveEventKind] = LiveEventKind.ERROR
-    message: str
-    code: int | None
-    recoverable: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Closed:
-    """The last event: the session is over (closed by us, or given up)."""
-
-    kind: ClassVar[LiveEventKind] = LiveEventKind.CLOSED
-    reason: str
-
-
-LiveEvent = (
-    InterimTranscript
-    | FinalTranscript
-    | SpeechStarted
-    | UtteranceEnd
-    | Reconnected
-    | SttError
-    | Closed
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -604,3 +538,17 @@ class DeepgramLiveSession:
         "UtteranceEnd": _on_utterance_end,
         "Error": _on_error,
     }
+
+
+class DeepgramLiveStreams:
+    """`SttStreams` over Deepgram: each `open()` is a new `DeepgramLiveSession` (one socket per
+    voice session), with the options given here."""
+
+    name = PROVIDER
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+
+    async def open(self) -> SttStream:
+        session = DeepgramLiveSession(**self._options)
+        return await session.__aenter__()

@@ -32,6 +32,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, W
 
 from pipeline.errors import ProviderError, TransientProviderError
 from pipeline.providers.base import TtsProvider
+from pipeline.providers.streams import SpeechChunk, TtsStream, spoken_chars
 
 if TYPE_CHECKING:
     from elevenlabs.core.unchecked_base_model import UncheckedBaseModel
@@ -193,15 +194,17 @@ class ElevenLabsTTS(TtsProvider):
 
 
 class ElevenLabsContext:
-    """One reply on a shared socket. `send()` clauses (each ends with a space), `flush()` to
-    speak what is buffered now, `close()` at the end of the reply, `cancel()` on barge-in;
-    iterate for its PCM16 chunks. As `async with`, leaving cancels a reply not yet finished."""
+    """One reply on a shared socket (a `TtsStream`). `send()` clauses (each ends with a
+    space), `flush()` to speak what is buffered now, `close()` at the end of the reply,
+    `cancel()` on barge-in; iterate for its PCM16 chunks, or `chunks()` for them with the
+    characters whose speech starts in each (from ElevenLabs' `alignment`). As `async with`,
+    leaving cancels a reply not yet finished."""
 
     def __init__(self, socket: _Socket, *, audio_timeout_s: float) -> None:
         self.id = uuid.uuid4().hex
         self._socket = socket
         self._audio_timeout_s = audio_timeout_s
-        self._audio: asyncio.Queue[bytes | ProviderError | None] = asyncio.Queue()
+        self._audio: asyncio.Queue[SpeechChunk | ProviderError | None] = asyncio.Queue()
         self._closed = False  # close_context sent: no more text
         self._cancelled = False
         self._done = False  # isFinal or a failure seen
@@ -256,9 +259,9 @@ class ElevenLabsContext:
                 await self._socket.send(CloseContext(context_id=self.id, close_context=True))
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._chunks()
+        return (chunk.pcm async for chunk in self.chunks())
 
-    async def _chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncIterator[SpeechChunk]:
         while True:
             if self._closed and not self._cancelled:
                 try:
@@ -283,14 +286,14 @@ class ElevenLabsContext:
 
     # -- fed by the socket's reader --------------------------------------------------------
 
-    def _feed(self, audio_b64: str) -> None:
+    def _feed(self, audio_b64: str, chars: int | None) -> None:
         if self.done:
             return
         data = self._carry + base64.b64decode(audio_b64)
         whole = len(data) - len(data) % 2
         self._carry = data[whole:]
-        if whole:
-            self._audio.put_nowait(data[:whole])
+        if whole or chars:
+            self._audio.put_nowait(SpeechChunk(data[:whole], chars))
 
     def _finish(self, error: ProviderError | None = None) -> None:
         if self.done:
@@ -388,7 +391,7 @@ class _Socket:
         if data.get("audio"):
             audio = AudioOutputMulti.model_validate(data)
             if (ctx := self.contexts.get(audio.context_id or "")) is not None:
-                ctx._feed(audio.audio)
+                ctx._feed(audio.audio, _aligned_chars(data.get("alignment")))
         if data.get("isFinal"):
             final = FinalOutputMulti.model_validate(data)
             if (ctx := self.contexts.pop(final.context_id or "", None)) is not None:
@@ -552,6 +555,30 @@ class ElevenLabsSocketPool:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _aligned_chars(alignment: Any) -> int | None:
+    """Non-space characters in a chunk's `alignment` (None when the server sent none)."""
+    if not isinstance(alignment, dict) or not isinstance(alignment.get("chars"), list):
+        return None
+    return spoken_chars("".join(str(c) for c in alignment["chars"]))
+
+
+class ElevenLabsStreams:
+    """`TtsStreams` over one socket pool: a context per reply, sockets shared by every session
+    of this process."""
+
+    name = PROVIDER
+
+    def __init__(self, pool: ElevenLabsSocketPool) -> None:
+        self._pool = pool
+        self.sample_rate = pool.sample_rate
+
+    async def open(self) -> TtsStream:
+        return await self._pool.open_context()
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
 
 
 def _socket_url(base_url: str | None, voice_id: str, model_id: str, sample_rate: int) -> str:

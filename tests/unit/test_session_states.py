@@ -217,11 +217,15 @@ async def test_a_turn_in_order_with_speculation_and_the_turn_record(sessions: Se
     assert (turn.user_text, turn.assistant_text) == (ASKED, reply)
     assert not turn.interrupted and turn.tool_use is None
     assert turn.timings == latency
-    assert done["providers"] == latency["providers"] == {
-        "stt": "fake-stt",
-        "llm": "fake-llm",
-        "tts": "fake-tts",
-    }
+    assert (
+        done["providers"]
+        == latency["providers"]
+        == {
+            "stt": "fake-stt",
+            "llm": "fake-llm",
+            "tts": "fake-tts",
+        }
+    )
     await assert_idle()
 
 
