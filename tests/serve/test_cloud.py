@@ -246,11 +246,12 @@ async def test_voice_session_end_to_end(cloud_app: CloudApp, fakes: CloudFakes) 
     assert [kinds.index(k) for k in order] == sorted(kinds.index(k) for k in order), kinds
     assert client.events("response.audio.started")[0]["sample_rate"] == RATE
     assert not client.events("error")
-    partials = [e["text"] for e in client.events("transcript.partial")]
-    assert partials and all(question.startswith(p) for p in partials), partials
+    assert done["providers"]["stt"] == "deepgram" and done["latency"]["stt_streamed"], done
     (live,) = fakes.deepgram.live[sockets:]  # one socket for the session, closed with it
     assert live.params["model"] == "nova-2" and live.params["interim_results"] == "true"
-    assert "Finalize" in live.received
+    assert "Finalize" in live.received, live
+    partials = [e["text"] for e in client.events("transcript.partial")]
+    assert partials and all(question.startswith(p) for p in partials), (partials, live)
     async with asyncio.timeout(10):
         while not live.closed:  # noqa: ASYNC110 (the fake records on its own thread)
             await asyncio.sleep(0.05)
