@@ -9,7 +9,7 @@ import numpy as np
 from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
 
 from pipeline.llm.wire import tool_uses_apart
-from pipeline.types import ChatMessage, OnTool
+from pipeline.types import ChatMessage, OnServed, OnTool, Speech, Transcript
 
 
 async def relay(response: DeploymentResponse | DeploymentResponseGenerator) -> AsyncIterator[Any]:
@@ -34,13 +34,19 @@ class Stages:
         self.stt, self.llm, self.tts = stt, llm, tts
         self._tts_rate: int | None = None
 
-    async def transcribe(self, samples: np.ndarray) -> str:
-        return await self.stt.transcribe.remote(samples)
+    async def transcribe(self, samples: np.ndarray) -> Transcript:
+        return await self.stt.transcribe_served.remote(samples)
 
     async def chat(
-        self, messages: list[ChatMessage], on_tool: OnTool | None = None, *, final: bool = True
+        self,
+        messages: list[ChatMessage],
+        on_tool: OnTool | None = None,
+        *,
+        final: bool = True,
+        on_served: OnServed | None = None,
     ) -> AsyncIterator[str]:
-        async for delta in self.chat_deltas(messages, on_tool=on_tool, final=final):
+        deltas = self.chat_deltas(messages, on_tool=on_tool, final=final, on_served=on_served)
+        async for delta in deltas:
             yield delta
 
     def chat_deltas(
@@ -51,14 +57,15 @@ class Stages:
         temperature: float | None = None,
         on_tool: OnTool | None = None,
         final: bool = True,
+        on_served: OnServed | None = None,
     ) -> AsyncIterator[str]:
-        """The reply's text; the turn's tool use goes to `on_tool`."""
+        """The reply's text; the turn's tool use goes to `on_tool`, who answers to `on_served`."""
         call = self.llm.options(stream=True).chat.remote(messages, max_tokens, temperature, final)
         items = relay(call)
-        return tool_uses_apart(items, on_tool)
+        return tool_uses_apart(items, on_tool, on_served)
 
-    async def synthesize(self, text: str) -> bytes:
-        return await self.tts.synthesize.remote(text)
+    async def synthesize(self, text: str) -> Speech:
+        return await self.tts.synthesize_served.remote(text)
 
     def speech(self, text: str) -> AsyncIterator[bytes]:
         """PCM16 of `text`, sentence by sentence."""

@@ -24,6 +24,7 @@ from pipeline.cache.client import CacheUnavailable
 from pipeline.config import AppArgs, Settings
 from pipeline.errors import JarvisError, NotFoundError, NotReadyError
 from pipeline.llm.history import ConversationLog
+from pipeline.providers.build import build_stt_stream, build_tts_stream
 from pipeline.store.db import open_database
 from pipeline.voice import audio
 from pipeline.voice.session import VoiceSession
@@ -85,6 +86,9 @@ class Ingress(OpenAIRoutes):
         self._args = args
         self._limits = args.limits
         self._cache = ActorBackend(args.cache)  # stats and readiness only
+        # Streaming providers live here, next to the sessions: no hop per frame or chunk.
+        self._live_stt = build_stt_stream(args.stt)
+        self._tts_streams = build_tts_stream(args.tts)
         self._conversations = ConversationLog(
             lambda: open_database(Settings()), history_turns=args.llm.history_turns
         )
@@ -219,6 +223,8 @@ class Ingress(OpenAIRoutes):
             conversation_id=cid,
             history=history,
             on_turn=self._conversations.record,
+            live_stt=self._live_stt,
+            tts_streams=self._tts_streams,
         )
         await serve_session(sock, session, idle_timeout_s=self._args.session_limits.idle_timeout_s)
 

@@ -14,7 +14,7 @@ from pipeline.llm.wire import with_tool_uses
 from pipeline.metrics import WorkCounter
 from pipeline.providers.build import build_chat, build_tool_router
 from pipeline.tools.open import ToolsOpener, ToolsState
-from pipeline.types import ChatMessage, ToolUse
+from pipeline.types import ChatMessage, Served, ToolUse
 
 log = logging.getLogger("jarvis.llm")
 
@@ -49,19 +49,21 @@ class LLMOrchestrator:
         max_tokens: int | None,
         temperature: float | None,
         final: bool = True,
-    ) -> AsyncIterator[str | ToolUse]:
-        """Text deltas; a tool call of the turn comes first, as a `ToolUse`."""
+    ) -> AsyncIterator[str | ToolUse | Served]:
+        """Text deltas; a tool call of the turn comes first, as a `ToolUse`, and which
+        provider answers (`Served`) before the first delta."""
         if self._tools is not None:
             await self._tools.settled()  # the first turn waits for the tools' first attempt
             self._orchestrator.use_tools(self._tools.tools)
         async with self._work.track():
             async for item in with_tool_uses(
-                lambda on_tool: self._orchestrator.chat(
+                lambda on_tool, on_served: self._orchestrator.chat(
                     messages,
                     max_tokens=max_tokens,
                     temperature=temperature,
                     on_tool=on_tool,
                     final=final,
+                    on_served=on_served,
                 )
             ):
                 yield item

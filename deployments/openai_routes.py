@@ -36,7 +36,7 @@ class OpenAIRoutes:
             raise BadInputError("send the audio as multipart/form-data with a 'file' part")
         data, form = await audio_from_request(request, self._limits.max_body_bytes)
         samples = audio.decode_audio(data, max_seconds=self._limits.max_audio_seconds)
-        text = await self._stages.transcribe(samples)
+        text = (await self._stages.transcribe(samples)).text
         fmt = form.get("response_format", "json") if form is not None else "json"
         if fmt == "text":
             return PlainTextResponse(text)

@@ -11,6 +11,7 @@ from deployments.batching import apply_batch_config
 from pipeline.config import Settings, SttArgs
 from pipeline.metrics import WorkCounter
 from pipeline.providers.build import build_stt
+from pipeline.types import Transcript
 
 
 @serve.deployment
@@ -24,14 +25,18 @@ class SpeechToText:
         apply_batch_config(self._batched, user_config)
 
     async def transcribe(self, audio: np.ndarray) -> str:
+        return (await self.transcribe_served(audio)).text
+
+    async def transcribe_served(self, audio: np.ndarray) -> Transcript:
+        """The text and the provider that made it (behind a fallback: the one that answered)."""
         async with self._work.track():
             if not self._stt.local_compute:
-                return await self._stt.transcribe(audio)  # I/O: concurrent, no batch queue
+                return await self._stt.transcribe_served(audio)  # I/O: concurrent, no batch queue
             return await self._batched(audio)
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.005)
-    async def _batched(self, audios: list[np.ndarray]) -> list[str]:
-        return await self._stt.transcribe_batch(audios)
+    async def _batched(self, audios: list[np.ndarray]) -> list[Transcript]:
+        return await self._stt.transcribe_batch_served(audios)
 
     def ready(self) -> dict[str, str]:
         local = f" {self._args.model.value}" if self._args.provider == "whisper" else ""

@@ -14,6 +14,7 @@ from pipeline.cache.namespaces import Namespace
 from pipeline.config import CacheArgs, TtsArgs
 from pipeline.metrics import WorkCounter
 from pipeline.providers.build import build_tts
+from pipeline.types import Speech
 from pipeline.voice.text import split_sentences
 
 
@@ -35,28 +36,37 @@ class TextToSpeech:
         apply_batch_config(self._batched, user_config)
 
     async def synthesize(self, text: str) -> bytes:
-        """PCM16 of one clause; a clause said before (same voice) comes from the cache."""
+        return (await self.synthesize_served(text)).pcm
+
+    async def synthesize_served(self, text: str) -> Speech:
+        """PCM16 of one clause and its provider; a clause said before (same voice) comes
+        from the cache (provider "cache")."""
         async with self._work.track():
             if self._cache is None or len(text) > self._cache_max_chars:
                 return await self._one(text)
-            return await self._cache.get_or_compute(
-                Namespace.TTS, self._voice_key + text, lambda: self._one(text)
-            )
+            made: list[Speech] = []
 
-    async def _one(self, text: str) -> bytes:
+            async def compute() -> bytes:
+                made.append(await self._one(text))
+                return made[0].pcm
+
+            pcm = await self._cache.get_or_compute(Namespace.TTS, self._voice_key + text, compute)
+            return made[0] if made else Speech(pcm, "cache")
+
+    async def _one(self, text: str) -> Speech:
         if not self._tts.local_compute:
-            return await self._tts.synthesize(text)  # I/O: concurrent, no batch queue
+            return await self._tts.synthesize_served(text)  # I/O: concurrent, no batch queue
         return await self._batched(text)
 
     async def stream(self, text: str) -> AsyncIterator[bytes]:
         """PCM16 sentence by sentence; concurrent streams share batches."""
         async with self._work.track():
             for sentence in split_sentences(text):
-                yield await self._one(sentence)
+                yield (await self._one(sentence)).pcm
 
     @serve.batch(max_batch_size=4, batch_wait_timeout_s=0.005)
-    async def _batched(self, texts: list[str]) -> list[bytes]:
-        return await self._tts.synthesize_batch(texts)
+    async def _batched(self, texts: list[str]) -> list[Speech]:
+        return await self._tts.synthesize_batch_served(texts)
 
     def sample_rate(self) -> int:
         return self._tts.sample_rate

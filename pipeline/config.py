@@ -11,7 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from pipeline.errors import ConfigError
@@ -70,6 +70,33 @@ class ElevenLabsArgs(BaseModel):
     sample_rate: Literal[8000, 16000, 22050, 24000, 32000, 44100, 48000] = 16000
 
 
+class SttStreamingArgs(BaseModel):
+    """A live STT stream per voice session (deepgram: its live socket; simulated: a simulated
+    one), opened in the ingress with the session: every frame goes to it, interim results
+    become `transcript.partial`. If it fails for good, the session transcribes utterances
+    (the `stt` stage, with its fallback) as when this is off."""
+
+    model_config = {"extra": "forbid"}
+
+    enabled: bool = False
+    # vad: our VAD ends the turn and sends Finalize (also at the first pause, speculatively);
+    # endpointing: the provider's `speech_final` / `UtteranceEnd` ends it (no speculation).
+    end_of_turn: Literal["vad", "endpointing"] = "vad"
+    endpointing_ms: int = Field(default=300, ge=10, le=5000, description="provider's pause")
+    utterance_end_ms: int = Field(default=1000, ge=1000, le=5000)
+    finalize_timeout_s: float = Field(
+        default=2.0, gt=0, le=30, description="no final by then: transcribe the utterance"
+    )
+    endpoint_grace_ms: int = Field(
+        default=1500,
+        ge=0,
+        le=10_000,
+        description="endpointing: after our VAD's end of turn, wait this long for the provider",
+    )
+    keepalive_s: float = Field(default=4.0, gt=0, le=9, description="deepgram: while silent")
+    interim_ms: int = Field(default=500, ge=50, le=5000, description="simulated: audio per interim")
+
+
 class SttArgs(BaseModel):
     model_config = {"extra": "forbid"}
 
@@ -79,6 +106,7 @@ class SttArgs(BaseModel):
     fallback: list[Literal["whisper", "deepgram", "simulated"]] = []
     deepgram: DeepgramArgs = DeepgramArgs()
     simulated: SimulatedArgs = SimulatedArgs(first_ms=150)
+    streaming: SttStreamingArgs = SttStreamingArgs()
 
     model: SttModel = SttModel.TINY_EN
     cpu_threads: int = Field(default=2, ge=1, le=64)
@@ -93,6 +121,12 @@ class SttArgs(BaseModel):
         description="domain words that bias recognition (Whisper's previous-text prompt)",
     )
     timeout_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _streams(self) -> SttArgs:
+        if self.streaming.enabled and self.provider not in ("deepgram", "simulated"):
+            raise ValueError(f"stt.streaming: {self.provider} has no live stream")
+        return self
 
 
 class LlmArgs(BaseModel):
@@ -122,6 +156,19 @@ class LlmArgs(BaseModel):
     timeout_s: float = Field(default=60.0, gt=0)
 
 
+class TtsStreamingArgs(BaseModel):
+    """One TTS stream per reply (elevenlabs: a context on its multi-context sockets, pooled
+    per ingress process; simulated: a simulated one): the reply's clauses go into it as the
+    LLM writes them and audio comes back as it is made. If the stream cannot open before any
+    audio reached the user, the reply is spoken clause by clause (the `tts` stage)."""
+
+    model_config = {"extra": "forbid"}
+
+    enabled: bool = False
+    max_sockets: int = Field(default=4, ge=1, le=64, description="elevenlabs: per process")
+    speed: float = Field(default=4.0, gt=0, description="simulated: audio made x real time")
+
+
 class TtsArgs(BaseModel):
     model_config = {"extra": "forbid"}
 
@@ -129,12 +176,19 @@ class TtsArgs(BaseModel):
     fallback: list[Literal["piper", "elevenlabs", "simulated"]] = []
     elevenlabs: ElevenLabsArgs = ElevenLabsArgs()
     simulated: SimulatedArgs = SimulatedArgs(first_ms=150)
+    streaming: TtsStreamingArgs = TtsStreamingArgs()
 
     intra_op_threads: int = Field(default=1, ge=1, le=64)
     length_scale: float | None = Field(
         default=None, gt=0, description="speech speed; None = voice default"
     )
     timeout_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _streams(self) -> TtsArgs:
+        if self.streaming.enabled and self.provider not in ("elevenlabs", "simulated"):
+            raise ValueError(f"tts.streaming: {self.provider} has no streaming input")
+        return self
 
 
 class LimitsArgs(BaseModel):
@@ -162,9 +216,10 @@ class SessionOptions(BaseModel):
         default=200, ge=0, le=5000, description="shorter utterances are noise; also barge-in"
     )
     speculative_stt: bool = True
-    # Off by default: on 2 CPU cores a re-transcription in flight at the end of speech
-    # delays the final one (measured: P90 voice-to-voice 870 ms off vs 1077 ms on).
-    partial_transcripts: bool = False
+    # None: on with a live STT stream (its interim results cost nothing), off otherwise: on 2
+    # CPU cores a re-transcription in flight at the end of speech delays the final one
+    # (measured: P90 voice-to-voice 870 ms off vs 1077 ms on).
+    partial_transcripts: bool | None = None
     partial_interval_ms: int = Field(default=700, ge=200, le=10_000)
     preemptive_llm: bool = True
     first_clause_max_chars: int = Field(default=32, ge=8, le=400)

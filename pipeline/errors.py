@@ -52,8 +52,16 @@ class ConfigError(JarvisError):
 
 
 class TransientProviderError(ProviderError):
-    """A failure that may pass (a timeout, 429, 5xx, a dropped connection): the same request
-    may succeed later or on another provider. Other `ProviderError`s would fail again."""
+    """A failure that may pass (a timeout, 408/409/429, 5xx, a dropped or refused connection):
+    the same request may succeed later or on another provider. Other `ProviderError`s would
+    fail again. The one retryable error of every provider; `status` is the provider's HTTP
+    status when there was one."""
+
+    status_code = 503
+
+    def __init__(self, message: str, *, provider: str, status: int | None = None) -> None:
+        super().__init__(message, provider=provider)
+        self.status = status
 
 
 class ModelFileError(JarvisError):

@@ -20,12 +20,16 @@ class TurnTimings:
     llm_total_ms: float | None = None
     tts_first_audio_ms: float | None = None
     total_ms: float | None = None
+    # Which provider served each stage ("stt", "llm", "tts"); behind a fallback, the one
+    # that answered; "tools" / "cache" for a reply no model generated.
+    providers: dict[str, str] = field(default_factory=dict)
 
     def mark(self) -> float:
         return round((time.perf_counter() - self.started) * 1000.0, 1)
 
-    def as_dict(self) -> dict[str, float | None]:
+    def as_dict(self) -> dict[str, float | dict[str, str] | None]:
         return {
+            "providers": dict(self.providers),
             "stt_ms": self.stt_ms,
             "llm_first_token_ms": self.llm_first_token_ms,
             "llm_total_ms": self.llm_total_ms,

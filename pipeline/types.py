@@ -73,6 +73,35 @@ OnTool = Callable[[ToolUse], None]
 
 
 @dataclass(frozen=True)
+class Transcript:
+    """A transcription and the provider that made it (behind a fallback: the one that
+    answered; a live stream's provider when the session's stream heard it)."""
+
+    text: str
+    provider: str
+    streamed: bool = False  # heard by a live stream, not transcribed as a whole
+
+
+@dataclass(frozen=True)
+class Speech:
+    """Synthesized PCM16 and the provider that made it ("cache" when it was cached)."""
+
+    pcm: bytes
+    provider: str
+
+
+@dataclass(frozen=True)
+class Served:
+    """Which provider is answering a chat stream: in-band in the LLM stage's stream (like a
+    `ToolUse`) and inside a fallback's. "tools": a tool's sentence; "cache": a cached reply."""
+
+    provider: str
+
+
+OnServed = Callable[[str], None]
+
+
+@dataclass(frozen=True)
 class TurnRecord:
     """One turn of a conversation as stored: what the user said and what they heard."""
 
@@ -90,16 +119,22 @@ class StageBackend(Protocol):
     """STT, LLM and TTS as one voice turn or session sees them: Serve handles in the app
     (`deployments/handles.py`), in-process providers in the baseline and the tests."""
 
-    async def transcribe(self, audio: np.ndarray) -> str: ...
+    async def transcribe(self, audio: np.ndarray) -> Transcript: ...
 
     def chat(
-        self, messages: list[ChatMessage], on_tool: OnTool | None = None, *, final: bool = True
+        self,
+        messages: list[ChatMessage],
+        on_tool: OnTool | None = None,
+        *,
+        final: bool = True,
+        on_served: OnServed | None = None,
     ) -> AsyncIterator[str]:
         """`final` False: the user may still be speaking (a preemptive reply); a turn that
-        would change company data then raises `SpeculativeWriteRefused`."""
+        would change company data then raises `SpeculativeWriteRefused`. `on_served`: which
+        provider answers, once, before the first delta."""
         ...
 
-    async def synthesize(self, text: str) -> bytes: ...
+    async def synthesize(self, text: str) -> Speech: ...
 
 
 class Conversations(Protocol):

@@ -17,7 +17,7 @@ from pipeline.cache.namespaces import Namespace
 from pipeline.config import LlmArgs
 from pipeline.errors import BadInputError
 from pipeline.providers.base import ChatProvider
-from pipeline.types import ChatMessage, OnTool, ToolUse
+from pipeline.types import ChatMessage, OnServed, OnTool, ToolUse
 
 log = logging.getLogger("jarvis.orchestrator")
 
@@ -65,8 +65,11 @@ class Orchestrator:
         temperature: float | None,
         on_tool: OnTool | None = None,
         final: bool = True,
+        on_served: OnServed | None = None,
     ) -> AsyncIterator[str]:
-        """Stream the reply to `messages`; a missing system prompt is the configured one."""
+        """Stream the reply to `messages`; a missing system prompt is the configured one.
+        `on_served`: who answered, before the first delta: the model (behind a fallback, the
+        one that answered), "tools" (a tool's sentence) or "cache" (a cached reply)."""
         if not messages:
             raise BadInputError("messages must not be empty")
         if messages[0].role != "system":
@@ -77,6 +80,7 @@ class Orchestrator:
             temperature=self._args.temperature if temperature is None else temperature,
             on_tool=on_tool,
             final=final,
+            on_served=on_served or _ignore,
         ):
             yield delta
 
@@ -88,6 +92,7 @@ class Orchestrator:
         temperature: float,
         on_tool: OnTool | None,
         final: bool,
+        on_served: OnServed,
     ) -> AsyncIterator[str]:
         """A tool's spoken result when the request needs company data, else the model's words.
 
@@ -97,16 +102,26 @@ class Orchestrator:
         if self._tools is not None and messages[-1].role == "user":
             use = await self._tools.answer(messages, final=final)
             if isinstance(use, str):  # a fixed reply, no tool
+                on_served("tools")
                 yield use
                 return
             if use is not None:
                 if on_tool is not None:
                     on_tool(use)
+                on_served("tools")
                 yield use.spoken
                 return
 
+        generated: list[str] = []
+
+        def model_served(name: str) -> None:
+            generated.append(name)
+            on_served(name)
+
         def generate() -> AsyncIterator[str]:
-            return self._model.stream(messages, max_tokens=max_tokens, temperature=temperature)
+            return self._model.stream(
+                messages, max_tokens=max_tokens, temperature=temperature, on_served=model_served
+            )
 
         if self._cache is None:
             async for delta in generate():
@@ -114,4 +129,11 @@ class Orchestrator:
             return
         key = reply_key(self._model_id, messages, max_tokens, temperature)
         async for delta in self._cache.stream_through(Namespace.LLM, key, generate):
+            if not generated:  # the model was not asked: the reply came from the cache
+                generated.append("cache")
+                on_served("cache")
             yield delta
+
+
+def _ignore(_: str) -> None:
+    return None

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 import numpy as np
 
 from pipeline.errors import JarvisError, ProviderError, TransientProviderError
-from pipeline.types import ChatMessage
+from pipeline.types import ChatMessage, OnServed, Served, Speech, Transcript
 
 
 @contextlib.asynccontextmanager
@@ -47,9 +47,19 @@ class SttProvider(ABC):
         return (await self.transcribe_batch([audio]))[0]
 
     async def transcribe_batch(self, audios: Sequence[np.ndarray]) -> list[str]:
+        return [t.text for t in await self.transcribe_batch_served(audios)]
+
+    async def transcribe_served(self, audio: np.ndarray) -> Transcript:
+        """The text and which provider made it (behind a fallback: the one that answered)."""
+        return (await self.transcribe_batch_served([audio]))[0]
+
+    async def transcribe_batch_served(self, audios: Sequence[np.ndarray]) -> list[Transcript]:
         async with provider_call(self.name, "transcription", self._timeout_s):
-            texts = await self._transcribe_impl(list(audios))
-        return [t.strip() for t in texts]
+            served = await self._served_impl(list(audios))
+        return [Transcript(t.text.strip(), t.provider) for t in served]
+
+    async def _served_impl(self, audios: list[np.ndarray]) -> list[Transcript]:
+        return [Transcript(t, self.name) for t in await self._transcribe_impl(audios)]
 
     @abstractmethod
     async def _transcribe_impl(self, audios: list[np.ndarray]) -> list[str]: ...
@@ -64,19 +74,35 @@ class ChatProvider(ABC):
         self._timeout_s = timeout_s
 
     async def stream(
-        self, messages: Sequence[ChatMessage], *, max_tokens: int, temperature: float
+        self,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int,
+        temperature: float,
+        on_served: OnServed | None = None,
     ) -> AsyncIterator[str]:
+        """Text deltas; `on_served(provider)` once, before the first (a fallback names the
+        provider that answered)."""
+        served, first = self.name, True
         async with provider_call(self.name, "generation", self._timeout_s):
             async for delta in self._stream_impl(
                 list(messages), max_tokens=max_tokens, temperature=temperature
             ):
+                if isinstance(delta, Served):
+                    served = delta.provider
+                    continue
                 if delta:
+                    if first and on_served is not None:
+                        on_served(served)
+                    first = False
                     yield delta
 
     @abstractmethod
     def _stream_impl(
         self, messages: list[ChatMessage], *, max_tokens: int, temperature: float
-    ) -> AsyncIterator[str]: ...
+    ) -> AsyncIterator[str | Served]:
+        """Text deltas; a provider that delegates (a fallback) says to whom with `Served`."""
+        ...
 
 
 class TtsProvider(ABC):
@@ -93,8 +119,18 @@ class TtsProvider(ABC):
         return (await self.synthesize_batch([text]))[0]
 
     async def synthesize_batch(self, texts: Sequence[str]) -> list[bytes]:
+        return [s.pcm for s in await self.synthesize_batch_served(texts)]
+
+    async def synthesize_served(self, text: str) -> Speech:
+        """The audio and which provider made it (behind a fallback: the one that answered)."""
+        return (await self.synthesize_batch_served([text]))[0]
+
+    async def synthesize_batch_served(self, texts: Sequence[str]) -> list[Speech]:
         async with provider_call(self.name, "synthesis", self._timeout_s):
-            return await self._synthesize_impl(list(texts))
+            return await self._served_impl(list(texts))
+
+    async def _served_impl(self, texts: list[str]) -> list[Speech]:
+        return [Speech(pcm, self.name) for pcm in await self._synthesize_impl(texts)]
 
     @abstractmethod
     async def _synthesize_impl(self, texts: list[str]) -> list[bytes]: ...

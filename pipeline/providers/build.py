@@ -16,7 +16,14 @@ from pipeline.providers.base import ChatProvider, SttProvider, TtsProvider
 from pipeline.providers.fallback import FallbackChat, FallbackSTT, FallbackTTS
 from pipeline.providers.llama import LlamaChat
 from pipeline.providers.piper import PiperTTS
-from pipeline.providers.simulated import SimulatedChat, SimulatedSTT, SimulatedTTS
+from pipeline.providers.simulated import (
+    SimulatedChat,
+    SimulatedSTT,
+    SimulatedSttStreams,
+    SimulatedTTS,
+    SimulatedTtsStreams,
+)
+from pipeline.providers.streams import LiveStt, SttStreams, TtsStreams
 from pipeline.providers.whisper import WhisperSTT
 from pipeline.tools.open import local_router
 from pipeline.tools.policy import Tools
@@ -152,3 +159,76 @@ def _tts(args: TtsArgs) -> TtsProvider:
         length_scale=args.length_scale,
         timeout_s=args.timeout_s,
     )
+
+
+def build_stt_stream(args: SttArgs) -> LiveStt | None:
+    """The live STT streams the ingress opens per voice session, or None (`stt.streaming`
+    off): sessions then transcribe whole utterances through the `stt` stage."""
+    live = args.streaming
+    if not live.enabled:
+        return None
+    return LiveStt(
+        _stt_streams(args),
+        end_of_turn=live.end_of_turn,
+        finalize_timeout_s=live.finalize_timeout_s,
+        endpoint_grace_s=live.endpoint_grace_ms / 1000,
+    )
+
+
+def _stt_streams(args: SttArgs) -> SttStreams:
+    live = args.streaming
+    endpointing = live.end_of_turn == "endpointing"
+    if args.provider == "simulated":
+        sim = args.simulated
+        return SimulatedSttStreams(
+            final_ms=sim.first_ms,
+            interim_ms=live.interim_ms,
+            endpointing_ms=live.endpointing_ms if endpointing else None,
+            utterance_end_ms=live.utterance_end_ms if endpointing else None,
+            jitter=sim.jitter,
+            seed=sim.seed,
+        )
+    from pipeline.providers.deepgram import DeepgramLiveStreams
+
+    env = Settings()
+    return DeepgramLiveStreams(
+        api_key=env.key("DEEPGRAM_API_KEY"),
+        base_url=env.deepgram_base_url,
+        model=args.deepgram.model,
+        language=args.deepgram.language,
+        # In vad mode Deepgram's endpointing stays off: our Finalize ends the turn, and a
+        # speech_final mid-utterance would only split the text into more finals.
+        endpointing_ms=live.endpointing_ms if endpointing else None,
+        utterance_end_ms=live.utterance_end_ms if endpointing else None,
+        keepalive_s=live.keepalive_s,
+    )
+
+
+def build_tts_stream(args: TtsArgs) -> TtsStreams | None:
+    """The TTS streams of one ingress process (one per reply; ElevenLabs' sockets are pooled
+    and shared by every session of the process), or None (`tts.streaming` off): replies are
+    then spoken clause by clause through the `tts` stage."""
+    if not args.streaming.enabled:
+        return None
+    if args.provider == "simulated":
+        sim = args.simulated
+        return SimulatedTtsStreams(
+            first_audio_ms=sim.first_ms,
+            speed=args.streaming.speed,
+            jitter=sim.jitter,
+            seed=sim.seed,
+        )
+    from pipeline.providers.elevenlabs import ElevenLabsSocketPool, ElevenLabsStreams
+
+    env = Settings()
+    el = args.elevenlabs
+    pool = ElevenLabsSocketPool(
+        api_key=env.key("ELEVENLABS_API_KEY"),
+        base_url=env.elevenlabs_base_url,
+        voice_id=el.voice_id,
+        model_id=el.model_id,
+        sample_rate=el.sample_rate,
+        max_sockets=args.streaming.max_sockets,
+        audio_timeout_s=args.timeout_s,
+    )
+    return ElevenLabsStreams(pool)

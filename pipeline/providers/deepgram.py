@@ -7,7 +7,7 @@ KeepAlive whenever no audio went out for `keepalive_s`, and a reconnect with bac
 socket drops (a close 1011, a reset). A 4xx is never retried.
 
 Errors: every failure is a `ProviderError`; a transient one (429, 408, 5xx, a timeout, a
-dropped or refused connection) is its subclass `RetryableProviderError`, so a caller that
+dropped or refused connection) is its subclass `TransientProviderError`, so a caller that
 retries or falls back to another provider catches that and lets the rest through.
 """
 
@@ -20,7 +20,6 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
@@ -29,6 +28,18 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from pipeline.errors import ProviderError, TransientProviderError
 from pipeline.providers.base import SttProvider
+from pipeline.providers.streams import (
+    Closed,
+    FinalTranscript,
+    InterimTranscript,
+    LiveEvent,
+    LiveEventKind,
+    Reconnected,
+    SpeechStarted,
+    SttError,
+    SttStream,
+    UtteranceEnd,
+)
 from pipeline.voice.audio import STT_RATE, encode_wav, float_to_pcm16
 
 if TYPE_CHECKING:
@@ -36,23 +47,26 @@ if TYPE_CHECKING:
     from deepgram.listen.v1.socket_client import AsyncV1SocketClient
 
 log = logging.getLogger(__name__)
+__all__ = [  # the live events live in streams.py (provider-neutral); re-exported here
+    "Closed",
+    "DeepgramLiveSession",
+    "DeepgramLiveStreams",
+    "DeepgramSTT",
+    "FinalTranscript",
+    "InterimTranscript",
+    "LiveEvent",
+    "LiveEventKind",
+    "Reconnected",
+    "SpeechStarted",
+    "SttError",
+    "UtteranceEnd",
+]
 
 PROVIDER = "deepgram"
 # Close codes after which a new socket cannot help: bad audio (1002/1003/1007), policy (1008),
 # a frame too big (1009). Everything else (1000 unasked, 1001, 1006, 1011-1014) is a drop.
 _FATAL_CLOSE_CODES = frozenset({1002, 1003, 1007, 1008, 1009})
 _TIMEOUT_GRACE_S = 1.0  # the base class's backstop fires this much after our own timeout
-
-
-class RetryableProviderError(TransientProviderError):
-    """A transient provider failure (429, 408, 5xx, timeout, dropped connection): the same
-    request may succeed if retried later or sent to another provider."""
-
-    retryable = True
-
-    def __init__(self, message: str, *, provider: str, status: int | None = None) -> None:
-        super().__init__(message, provider=provider)
-        self.status = status
 
 
 def _import_sdk() -> tuple[Any, type[Exception]]:
@@ -100,14 +114,14 @@ def _api_error(e: Exception, what: str) -> ProviderError:
     status = getattr(e, "status_code", None)
     message = f"{what} failed with HTTP {status}"
     if _is_retryable_status(status):
-        return RetryableProviderError(message, provider=PROVIDER, status=status)
+        return TransientProviderError(message, provider=PROVIDER, status=status)
     return ProviderError(message, provider=PROVIDER)
 
 
 class DeepgramSTT(SttProvider):
     """Prerecorded transcription: one REST request per clip (PCM16 WAV), clips in parallel.
 
-    `timeout_s` bounds each request; a timeout is a `RetryableProviderError`.
+    `timeout_s` bounds each request; a timeout is a `TransientProviderError`.
     """
 
     name = PROVIDER
@@ -137,7 +151,7 @@ class DeepgramSTT(SttProvider):
             async with asyncio.timeout(self._request_timeout_s), asyncio.TaskGroup() as tg:
                 tasks = [tg.create_task(self._transcribe_one(a)) for a in audios]
         except TimeoutError as e:
-            raise RetryableProviderError("transcription timed out", provider=self.name) from e
+            raise TransientProviderError("transcription timed out", provider=self.name) from e
         except BaseExceptionGroup as eg:  # a clip failed and its siblings were cancelled
             first = eg.exceptions[0]
             raise first from first.__cause__
@@ -156,9 +170,9 @@ class DeepgramSTT(SttProvider):
         except self._api_error as e:
             raise _api_error(e, "transcription") from e
         except httpx.TimeoutException as e:
-            raise RetryableProviderError("transcription timed out", provider=self.name) from e
+            raise TransientProviderError("transcription timed out", provider=self.name) from e
         except httpx.TransportError as e:
-            raise RetryableProviderError(
+            raise TransientProviderError(
                 f"transcription failed: {type(e).__name__}", provider=self.name
             ) from e
         results = getattr(response, "results", None)
@@ -176,97 +190,6 @@ class DeepgramSTT(SttProvider):
 # -- live ------------------------------------------------------------------------------------
 
 
-class LiveEventKind(StrEnum):
-    INTERIM = "interim"
-    FINAL = "final"
-    SPEECH_STARTED = "speech_started"
-    UTTERANCE_END = "utterance_end"
-    RECONNECTED = "reconnected"
-    ERROR = "error"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class InterimTranscript:
-    """Deepgram's current guess (`is_final=false`): it will change."""
-
-    kind: ClassVar[LiveEventKind] = LiveEventKind.INTERIM
-    text: str
-    start: float  # audio seconds since the socket opened
-    duration: float
-    confidence: float
-
-
-@dataclass(frozen=True, slots=True)
-class FinalTranscript:
-    """Settled text for a span of audio (`is_final=true`). `speech_final`: Deepgram's
-    endpointing heard the pause; `from_finalize`: the answer to our `finalize()`, with
-    `finalize_latency_s` from that call to this result."""
-
-    kind: ClassVar[LiveEventKind] = LiveEventKind.FINAL
-    text: str
-    start: float
-    duration: float
-    confidence: float
-    speech_final: bool
-    from_finalize: bool
-    finalize_latency_s: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SpeechStarted:
-    kind: ClassVar[LiveEventKind] = LiveEventKind.SPEECH_STARTED
-    timestamp: float
-
-
-@dataclass(frozen=True, slots=True)
-class UtteranceEnd:
-    """No words for `utterance_end_ms` after `last_word_end` (audio seconds)."""
-
-    kind: ClassVar[LiveEventKind] = LiveEventKind.UTTERANCE_END
-    last_word_end: float
-
-
-@dataclass(frozen=True, slots=True)
-class Reconnected:
-    """A new socket replaced a dropped one. Its audio clock starts again at 0; audio sent
-    while no socket was open (up to `reconnect_buffer_s`) went out on the new one."""
-
-    kind: ClassVar[LiveEventKind] = LiveEventKind.RECONNECTED
-    attempt: int
-
-
-@dataclass(frozen=True, slots=True)
-class SttError:
-    """Something went wrong on the socket. `recoverable`: it dropped and a reconnect follows
-    (as in LiveKit's STT error event); otherwise it failed for good (a `Closed` follows) or the
-    server sent an `Error` message. `code`: the WebSocket close code or HTTP status, if known."""
-
-    kind: ClassVar[LiveEventKind] = LiveEventKind.ERROR
-    message: str
-    code: int | None
-    recoverable: bool
-
-
-@dataclass(frozen=True, slots=True)
-class Closed:
-    """The last event: the session is over (closed by us, or given up)."""
-
-    kind: ClassVar[LiveEventKind] = LiveEventKind.CLOSED
-    reason: str
-
-
-LiveEvent = (
-    InterimTranscript
-    | FinalTranscript
-    | SpeechStarted
-    | UtteranceEnd
-    | Reconnected
-    | SttError
-    | Closed
-)
-
-
 @dataclass(frozen=True, slots=True)
 class _Drop:
     code: int
@@ -282,7 +205,7 @@ class DeepgramLiveSession:
             async for event in stt.events(): ...
 
     Entering raises `ProviderError` on a refused handshake (401, 400) and
-    `RetryableProviderError` when the service cannot be reached. After that, failures arrive as
+    `TransientProviderError` when the service cannot be reached. After that, failures arrive as
     events: a drop is an `SttError(retryable=True)` followed by `Reconnected` (backoff
     `backoff_s[0]` doubling to `backoff_s[1]`), or by `Closed` after `max_quick_failures`
     failures in a row (a socket that lived less than `quick_failure_s` counts as one) or a 4xx.
@@ -438,7 +361,7 @@ class DeepgramLiveSession:
             raise _api_error(e, "live connect") from e
         except (TimeoutError, OSError, InvalidHandshake) as e:
             await stack.aclose()
-            raise RetryableProviderError(
+            raise TransientProviderError(
                 f"live connect failed: {type(e).__name__}", provider=PROVIDER
             ) from e
         return conn, stack
@@ -487,7 +410,7 @@ class DeepgramLiveSession:
             attempt += 1
             try:
                 conn, stack = await self._open()
-            except RetryableProviderError as e:
+            except TransientProviderError as e:
                 failures += 1
                 log.warning("deepgram live reconnect %d failed: %s", attempt, e.message)
                 continue
@@ -501,7 +424,7 @@ class DeepgramLiveSession:
         if not self._closing:
             message = f"gave up after {failures} failed connections in a row"
             self._emit(SttError(message, None, False))
-            self._failure = RetryableProviderError(message, provider=PROVIDER)
+            self._failure = TransientProviderError(message, provider=PROVIDER)
         return None
 
     async def _serve(self, conn: AsyncV1SocketClient) -> _Drop | None:
@@ -615,3 +538,17 @@ class DeepgramLiveSession:
         "UtteranceEnd": _on_utterance_end,
         "Error": _on_error,
     }
+
+
+class DeepgramLiveStreams:
+    """`SttStreams` over Deepgram: each `open()` is a new `DeepgramLiveSession` (one socket per
+    voice session), with the options given here."""
+
+    name = PROVIDER
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+
+    async def open(self) -> SttStream:
+        session = DeepgramLiveSession(**self._options)
+        return await session.__aenter__()

@@ -11,7 +11,7 @@
           async for pcm in ctx: ...
 
 Errors leave as `ProviderError`; transient ones (429, 5xx, a dropped connection, a timeout) as
-its subclass `RetryableProviderError`: the same request may succeed if made again.
+its subclass `TransientProviderError`: the same request may succeed if made again.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, W
 
 from pipeline.errors import ProviderError, TransientProviderError
 from pipeline.providers.base import TtsProvider
+from pipeline.providers.streams import SpeechChunk, TtsStream, spoken_chars
 
 if TYPE_CHECKING:
     from elevenlabs.core.unchecked_base_model import UncheckedBaseModel
@@ -46,14 +47,9 @@ _MISSING_SDK = "ElevenLabs needs its SDK: pip install '.[cloud]'"
 _RETRYABLE_STATUS = frozenset({408, 409, 429})
 # Error frames (`{"error": ..., "code": 1008}`) after which the same request may succeed.
 _RETRYABLE_FRAMES = frozenset({"max_active_conversations", "input_timeout_exceeded"})
-# The deadline this module enforces fires first and maps to RetryableProviderError; the base
+# The deadline this module enforces fires first and maps to TransientProviderError; the base
 # class's deadline, this much later, stays as a backstop.
 _BACKSTOP_S = 1.0
-
-
-class RetryableProviderError(TransientProviderError):
-    """A transient provider failure (rate limit, server error, dropped connection, timeout):
-    the same request may succeed if made again. Other `ProviderError`s will not."""
 
 
 def _require_sdk() -> None:
@@ -72,7 +68,7 @@ def _check_rate(sample_rate: int) -> int:
 def _status_error(status: int, what: str, code: str | None) -> ProviderError:
     message = f"{what}: HTTP {status}" + (f" ({code})" if code else "")
     if status in _RETRYABLE_STATUS or status >= 500:
-        return RetryableProviderError(message, provider=PROVIDER)
+        return TransientProviderError(message, provider=PROVIDER)
     return ProviderError(message, provider=PROVIDER)
 
 
@@ -96,18 +92,18 @@ def _transport_error(e: BaseException, what: str) -> ProviderError:
     if isinstance(e, InvalidStatus):
         return _status_error(e.response.status_code, what, _error_code(e.response.body))
     if isinstance(e, TimeoutError | httpx.TimeoutException):
-        return RetryableProviderError(f"{what} timed out", provider=PROVIDER)
+        return TransientProviderError(f"{what} timed out", provider=PROVIDER)
     if isinstance(e, InvalidURI):
         return ProviderError(f"{what}: bad URL", provider=PROVIDER)
     if isinstance(e, httpx.TransportError | OSError | WebSocketException):
         kind = type(e).__name__
-        return RetryableProviderError(f"{what}: connection failed ({kind})", provider=PROVIDER)
+        return TransientProviderError(f"{what}: connection failed ({kind})", provider=PROVIDER)
     return ProviderError(f"{what} failed ({type(e).__name__})", provider=PROVIDER)
 
 
 class ElevenLabsTTS(TtsProvider):
     """HTTP streaming TTS. `timeout_s` bounds each wait for audio (the first chunk and every
-    next one); passing it raises `RetryableProviderError`."""
+    next one); passing it raises `TransientProviderError`."""
 
     name = PROVIDER
     local_compute = False  # remote: calls run concurrently, unbatched
@@ -198,15 +194,17 @@ class ElevenLabsTTS(TtsProvider):
 
 
 class ElevenLabsContext:
-    """One reply on a shared socket. `send()` clauses (each ends with a space), `flush()` to
-    speak what is buffered now, `close()` at the end of the reply, `cancel()` on barge-in;
-    iterate for its PCM16 chunks. As `async with`, leaving cancels a reply not yet finished."""
+    """One reply on a shared socket (a `TtsStream`). `send()` clauses (each ends with a
+    space), `flush()` to speak what is buffered now, `close()` at the end of the reply,
+    `cancel()` on barge-in; iterate for its PCM16 chunks, or `chunks()` for them with the
+    characters whose speech starts in each (from ElevenLabs' `alignment`). As `async with`,
+    leaving cancels a reply not yet finished."""
 
     def __init__(self, socket: _Socket, *, audio_timeout_s: float) -> None:
         self.id = uuid.uuid4().hex
         self._socket = socket
         self._audio_timeout_s = audio_timeout_s
-        self._audio: asyncio.Queue[bytes | ProviderError | None] = asyncio.Queue()
+        self._audio: asyncio.Queue[SpeechChunk | ProviderError | None] = asyncio.Queue()
         self._closed = False  # close_context sent: no more text
         self._cancelled = False
         self._done = False  # isFinal or a failure seen
@@ -261,16 +259,16 @@ class ElevenLabsContext:
                 await self._socket.send(CloseContext(context_id=self.id, close_context=True))
 
     def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._chunks()
+        return (chunk.pcm async for chunk in self.chunks())
 
-    async def _chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncIterator[SpeechChunk]:
         while True:
             if self._closed and not self._cancelled:
                 try:
                     async with asyncio.timeout(self._audio_timeout_s):
                         item = await self._audio.get()
                 except TimeoutError as e:
-                    raise RetryableProviderError("socket audio timed out", provider=PROVIDER) from e
+                    raise TransientProviderError("socket audio timed out", provider=PROVIDER) from e
             else:
                 item = await self._audio.get()
             if item is None:
@@ -288,14 +286,14 @@ class ElevenLabsContext:
 
     # -- fed by the socket's reader --------------------------------------------------------
 
-    def _feed(self, audio_b64: str) -> None:
+    def _feed(self, audio_b64: str, chars: int | None) -> None:
         if self.done:
             return
         data = self._carry + base64.b64decode(audio_b64)
         whole = len(data) - len(data) % 2
         self._carry = data[whole:]
-        if whole:
-            self._audio.put_nowait(data[:whole])
+        if whole or chars:
+            self._audio.put_nowait(SpeechChunk(data[:whole], chars))
 
     def _finish(self, error: ProviderError | None = None) -> None:
         if self.done:
@@ -326,7 +324,7 @@ class _Socket:
 
     async def send(self, message: UncheckedBaseModel) -> None:
         if not self.alive:
-            raise self._error or RetryableProviderError("socket closed", provider=PROVIDER)
+            raise self._error or TransientProviderError("socket closed", provider=PROVIDER)
         try:
             await self._ws.send(json.dumps(message.dict()))
         except Exception as e:
@@ -366,7 +364,7 @@ class _Socket:
                 self._on_message(json.loads(raw))
         except ConnectionClosed as e:
             code = e.rcvd.code if e.rcvd else 1006
-            error = RetryableProviderError(f"socket dropped (close {code})", provider=PROVIDER)
+            error = TransientProviderError(f"socket dropped (close {code})", provider=PROVIDER)
         except Exception as e:  # a bad frame: fail this socket's contexts only, then close it
             log.warning("elevenlabs socket reader failed", exc_info=True)
             error = _transport_error(e, "socket read")
@@ -375,7 +373,7 @@ class _Socket:
             self.alive = False
             self._minder.cancel()
             error = self._error or error
-            error = error or RetryableProviderError("socket closed", provider=PROVIDER)
+            error = error or TransientProviderError("socket closed", provider=PROVIDER)
             for ctx in self.contexts.values():
                 ctx._finish(error)
             self.contexts.clear()
@@ -387,13 +385,13 @@ class _Socket:
 
         if data.get("error") and not data.get("audio"):  # then the server closes
             code = str(data["error"])
-            kind = RetryableProviderError if code in _RETRYABLE_FRAMES else ProviderError
+            kind = TransientProviderError if code in _RETRYABLE_FRAMES else ProviderError
             self._error = kind(f"socket error frame ({code})", provider=PROVIDER)
             return
         if data.get("audio"):
             audio = AudioOutputMulti.model_validate(data)
             if (ctx := self.contexts.get(audio.context_id or "")) is not None:
-                ctx._feed(audio.audio)
+                ctx._feed(audio.audio, _aligned_chars(data.get("alignment")))
         if data.get("isFinal"):
             final = FinalOutputMulti.model_validate(data)
             if (ctx := self.contexts.pop(final.context_id or "", None)) is not None:
@@ -428,7 +426,7 @@ class ElevenLabsSocketPool:
     opens, up to `max_sockets`, after which `open_context` waits for room (at most
     `open_timeout_s`). Quiet contexts are kept alive every `keepalive_s`; a socket without
     contexts closes after `idle_close_s` (under the server's 20 s inactivity limit). A dropped
-    socket fails only its own contexts, with `RetryableProviderError`."""
+    socket fails only its own contexts, with `TransientProviderError`."""
 
     def __init__(
         self,
@@ -486,7 +484,7 @@ class ElevenLabsSocketPool:
             try:
                 await socket.send(InitialiseContext(**init, context_id=ctx.id))
                 return ctx
-            except RetryableProviderError:
+            except TransientProviderError:
                 socket.contexts.pop(ctx.id, None)  # the socket is dead, and its contexts
                 self._wake()
                 if fresh:
@@ -528,7 +526,7 @@ class ElevenLabsSocketPool:
                         return socket, ctx, fresh
                     await self._room.wait()
         except TimeoutError as e:
-            raise RetryableProviderError("no socket with room in time", provider=PROVIDER) from e
+            raise TransientProviderError("no socket with room in time", provider=PROVIDER) from e
 
     async def _connect(self) -> _Socket:
         try:
@@ -557,6 +555,30 @@ class ElevenLabsSocketPool:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _aligned_chars(alignment: Any) -> int | None:
+    """Non-space characters in a chunk's `alignment` (None when the server sent none)."""
+    if not isinstance(alignment, dict) or not isinstance(alignment.get("chars"), list):
+        return None
+    return spoken_chars("".join(str(c) for c in alignment["chars"]))
+
+
+class ElevenLabsStreams:
+    """`TtsStreams` over one socket pool: a context per reply, sockets shared by every session
+    of this process."""
+
+    name = PROVIDER
+
+    def __init__(self, pool: ElevenLabsSocketPool) -> None:
+        self._pool = pool
+        self.sample_rate = pool.sample_rate
+
+    async def open(self) -> TtsStream:
+        return await self._pool.open_context()
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
 
 
 def _socket_url(base_url: str | None, voice_id: str, model_id: str, sample_rate: int) -> str:

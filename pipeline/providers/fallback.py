@@ -20,7 +20,7 @@ import numpy as np
 
 from pipeline.errors import ProviderError, TransientProviderError
 from pipeline.providers.base import ChatProvider, SttProvider, TtsProvider
-from pipeline.types import ChatMessage
+from pipeline.types import ChatMessage, Served, Speech, Transcript
 
 log = logging.getLogger("jarvis.fallback")
 P = TypeVar("P")
@@ -110,8 +110,11 @@ class FallbackSTT(SttProvider):
             probe_s=probe_s,
         )
 
+    async def _served_impl(self, audios: list[np.ndarray]) -> list[Transcript]:
+        return await self.state.run(lambda p: p.transcribe_batch_served(audios))
+
     async def _transcribe_impl(self, audios: list[np.ndarray]) -> list[str]:
-        return await self.state.run(lambda p: p.transcribe_batch(audios))
+        return [t.text for t in await self._served_impl(audios)]
 
 
 class FallbackTTS(TtsProvider):
@@ -132,8 +135,11 @@ class FallbackTTS(TtsProvider):
             probe_s=probe_s,
         )
 
+    async def _served_impl(self, texts: list[str]) -> list[Speech]:
+        return await self.state.run(lambda p: p.synthesize_batch_served(texts))
+
     async def _synthesize_impl(self, texts: list[str]) -> list[bytes]:
-        return await self.state.run(lambda p: p.synthesize_batch(texts))
+        return [s.pcm for s in await self._served_impl(texts)]
 
 
 class FallbackChat(ChatProvider):
@@ -149,14 +155,20 @@ class FallbackChat(ChatProvider):
 
     async def _stream_impl(
         self, messages: list[ChatMessage], *, max_tokens: int, temperature: float
-    ) -> AsyncIterator[str]:
+    ) -> AsyncIterator[str | Served]:
         last: Exception | None = None
         for i in self.state.order():
             started = False
+            served: list[str] = []
             try:
                 async for delta in self.state.providers[i].stream(
-                    messages, max_tokens=max_tokens, temperature=temperature
+                    messages,
+                    max_tokens=max_tokens,
+                    temperature=temperature,
+                    on_served=served.append,
                 ):
+                    if not started and served:
+                        yield Served(served[0])
                     started = True
                     yield delta
             except TransientProviderError as e:

@@ -15,7 +15,7 @@ from pipeline.config import AppArgs
 from pipeline.llm.orchestrator import Orchestrator
 from pipeline.providers.base import SttProvider, TtsProvider
 from pipeline.providers.build import build_chat, build_stt, build_tts
-from pipeline.types import ChatMessage, OnTool
+from pipeline.types import ChatMessage, OnServed, OnTool, Speech, Transcript
 
 
 class LocalBackend:
@@ -28,15 +28,25 @@ class LocalBackend:
         orchestrator = Orchestrator(build_chat(args.llm, cache_dir), args.llm)
         return cls(build_stt(args.stt, cache_dir), orchestrator, build_tts(args.tts))
 
-    async def transcribe(self, audio: np.ndarray) -> str:
-        return await self.stt.transcribe(audio)
+    async def transcribe(self, audio: np.ndarray) -> Transcript:
+        return await self.stt.transcribe_served(audio)
 
     def chat(
-        self, messages: list[ChatMessage], on_tool: OnTool | None = None, *, final: bool = True
+        self,
+        messages: list[ChatMessage],
+        on_tool: OnTool | None = None,
+        *,
+        final: bool = True,
+        on_served: OnServed | None = None,
     ) -> AsyncIterator[str]:
         return self.orchestrator.chat(
-            messages, max_tokens=None, temperature=None, on_tool=on_tool, final=final
+            messages,
+            max_tokens=None,
+            temperature=None,
+            on_tool=on_tool,
+            final=final,
+            on_served=on_served,
         )
 
-    async def synthesize(self, text: str) -> bytes:
-        return await self.tts.synthesize(text)
+    async def synthesize(self, text: str) -> Speech:
+        return await self.tts.synthesize_served(text)

@@ -6,7 +6,7 @@ a failure surfaces (a retry would repeat or contradict what the user already hea
 
 Errors leave as `ProviderError`: 400/401/403/404/422 and anything else the request itself
 causes as a plain `ProviderError`; 408/409/429/5xx, a lost connection and a timeout as
-`RetryableProviderError` (the same request may succeed later, or at another provider).
+`TransientProviderError` (the same request may succeed later, or at another provider).
 `timeout_s` bounds a whole call, retries included (`ChatProvider.stream`'s deadline).
 
 `OpenAIToolRouter` is the `Tools` of `pipeline/tools/policy.py` for an OpenAI model: the
@@ -49,18 +49,6 @@ ROUTER_INSTRUCTIONS = (
 )
 
 
-class RetryableProviderError(TransientProviderError):
-    """A failure that may pass: HTTP 408/409/429/5xx, a lost connection, a timeout. `status`
-    is the HTTP status when there was one. Retried inside the provider while no output has
-    reached the caller; raised once it has, or when the retries are spent."""
-
-    status_code = 503
-
-    def __init__(self, message: str, *, provider: str, status: int | None = None) -> None:
-        super().__init__(message, provider=provider)
-        self.status = status
-
-
 def _sdk() -> ModuleType:
     try:
         import openai
@@ -75,16 +63,16 @@ def translate(e: Exception, provider: str) -> ProviderError:
     """An SDK error as ours: retryable when the same request may succeed later."""
     openai = _sdk()
     if isinstance(e, openai.APITimeoutError):
-        return RetryableProviderError("request timed out", provider=provider)
+        return TransientProviderError("request timed out", provider=provider)
     if isinstance(e, openai.APIConnectionError):
-        return RetryableProviderError("connection failed", provider=provider)
+        return TransientProviderError("connection failed", provider=provider)
     if isinstance(e, openai.APIStatusError):
         status = e.status_code
         # "Error code: 429 - Rate limit reached ...": OpenAI's messages name the parameter
         # at fault, never the prompt
         what = e.message[:200] + (f" ({e.code})" if e.code else "")
         if status in RETRYABLE_STATUS or status >= 500:
-            return RetryableProviderError(what, provider=provider, status=status)
+            return TransientProviderError(what, provider=provider, status=status)
         return ProviderError(what, provider=provider)
     return ProviderError(f"{type(e).__name__}: {e}", provider=provider)
 
@@ -173,7 +161,7 @@ class _Connection:
             except openai.OpenAIError as e:
                 error = translate(e, self.provider)
                 delay = self._delay(retries, e)
-                if started or not isinstance(error, RetryableProviderError) or delay is None:
+                if started or not isinstance(error, TransientProviderError) or delay is None:
                     raise error from e
             retries += 1
             self.stats.retries += 1

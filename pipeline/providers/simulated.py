@@ -15,7 +15,20 @@ from collections.abc import AsyncIterator, Sequence
 
 import numpy as np
 
+from pipeline.errors import ProviderError
 from pipeline.providers.base import ChatProvider, SttProvider, TtsProvider
+from pipeline.providers.streams import (
+    Closed,
+    FinalTranscript,
+    InterimTranscript,
+    LiveEvent,
+    SpeechChunk,
+    SpeechStarted,
+    SttStream,
+    TtsStream,
+    UtteranceEnd,
+    spoken_chars,
+)
 from pipeline.types import ChatMessage
 
 QUESTIONS = [
@@ -125,3 +138,289 @@ class SimulatedTTS(TtsProvider):
         # (silence here) per character, a natural speaking rate.
         await self._clock.wait(self._first_audio_ms)
         return [bytes(2 * int(0.065 * len(t.strip()) * self.sample_rate)) for t in texts]
+
+
+# -- streaming -------------------------------------------------------------------------------
+
+
+class SimulatedSttStream:
+    """A live STT stream (`SttStream`) with a streaming service's timing, no recognition.
+
+    Speech is found by level (a chunk whose peak reaches `VOICED_PEAK`), on the audio
+    timeline (as Deepgram measures endpointing), so what it says does not depend on the
+    machine: an interim result every `interim_ms` of audio in a segment (the first words of
+    the segment's text, one more each time), a final `final_ms` (wall clock) after
+    `finalize()` or after `endpointing_ms` of silence (`speech_final`), `UtteranceEnd` after
+    `utterance_end_ms` of silence. Each segment "hears" one of `QUESTIONS`, seeded.
+    """
+
+    VOICED_PEAK = 500  # int16, as the Deepgram test server
+
+    def __init__(
+        self,
+        *,
+        final_ms: float = 150,
+        interim_ms: float = 500,
+        endpointing_ms: float | None = 300,
+        utterance_end_ms: float | None = 1000,
+        jitter: float = 0.1,
+        seed: int = 7,
+    ) -> None:
+        self._final_ms = final_ms
+        self._interim_s = interim_ms / 1000
+        self._endpointing_s = None if endpointing_ms is None else endpointing_ms / 1000
+        self._utterance_end_s = None if utterance_end_ms is None else utterance_end_ms / 1000
+        self._clock = _Clock(seed, jitter)
+        self._events: asyncio.Queue[LiveEvent] = asyncio.Queue()
+        self._pending: set[asyncio.Task[None]] = set()
+        self._t = 0.0  # audio seconds received
+        self._segment: list[str] | None = None  # the words of the open segment
+        self._heard = 0  # words of it said in interim results so far
+        self._last_interim = 0.0
+        self._last_voice = 0.0
+        self._word_end: float | None = None  # awaiting an UtteranceEnd
+        self._closed = False
+
+    async def send(self, pcm16: bytes) -> None:
+        if self._closed:
+            raise ProviderError("the live stream is closed", provider=SimulatedSttStreams.name)
+        samples = np.frombuffer(pcm16[: len(pcm16) // 2 * 2], dtype="<i2")
+        if not len(samples):
+            return
+        voiced = int(np.abs(samples.astype(np.int32)).max()) >= self.VOICED_PEAK
+        self._t += len(samples) / 16_000
+        if voiced:
+            if self._segment is None:
+                self._segment = self._clock.choice(QUESTIONS).split()
+                self._heard, self._last_interim = 0, self._t
+                self._emit(SpeechStarted(self._t), 0)
+            self._last_voice = self._word_end = self._t
+        elif self._segment is not None and (
+            self._endpointing_s is not None and self._t - self._last_voice >= self._endpointing_s
+        ):
+            self._final(speech_final=True, from_finalize=False)
+        if self._segment is not None and self._t - self._last_interim >= self._interim_s:
+            self._last_interim = self._t
+            self._heard = min(len(self._segment), self._heard + 1)
+            self._emit(
+                InterimTranscript(" ".join(self._segment[: self._heard]), 0, self._t, 0.9), 0
+            )
+        if (
+            not voiced
+            and self._word_end is not None
+            and self._utterance_end_s is not None
+            and self._t - self._word_end >= self._utterance_end_s
+        ):
+            self._emit(UtteranceEnd(self._word_end), 0)
+            self._word_end = None
+
+    async def finalize(self) -> None:
+        if self._closed:
+            raise ProviderError("the live stream is closed", provider=SimulatedSttStreams.name)
+        self._final(speech_final=False, from_finalize=True)
+
+    def _final(self, *, speech_final: bool, from_finalize: bool) -> None:
+        text = " ".join(self._segment) if self._segment is not None else ""
+        self._segment = None
+        event = FinalTranscript(
+            text, 0, self._t, 0.95, speech_final=speech_final, from_finalize=from_finalize
+        )
+        self._emit(event, self._final_ms)
+
+    def _emit(self, event: LiveEvent, after_ms: float) -> None:
+        """Events leave in the order they were made; a final waits `after_ms` first."""
+        previous = list(self._pending)
+
+        async def later() -> None:
+            if after_ms:
+                await self._clock.wait(after_ms)
+            for task in previous:
+                await asyncio.shield(task)
+            self._events.put_nowait(event)
+
+        if not after_ms and not previous:
+            self._events.put_nowait(event)
+            return
+        task = asyncio.create_task(later())
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def events(self) -> AsyncIterator[LiveEvent]:
+        while True:
+            event = await self._events.get()
+            yield event
+            if isinstance(event, Closed):
+                return
+
+    async def aclose(self) -> None:
+        """The results on their way still come (as Deepgram flushes on CloseStream), then
+        `Closed`."""
+        if self._closed:
+            return
+        self._closed = True
+        pending = list(self._pending)
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=2 * self._final_ms / 1000 + 1)
+            for task in late:
+                task.cancel()
+        self._events.put_nowait(Closed("closed"))
+
+
+class SimulatedSttStreams:
+    """`SttStreams` of `SimulatedSttStream`s, each seeded from `seed` and its number."""
+
+    name = "simulated-stt"
+
+    def __init__(
+        self,
+        *,
+        final_ms: float = 150,
+        interim_ms: float = 500,
+        endpointing_ms: float | None = 300,
+        utterance_end_ms: float | None = 1000,
+        jitter: float = 0.1,
+        seed: int = 7,
+    ) -> None:
+        self._final_ms, self._interim_ms = final_ms, interim_ms
+        self._endpointing_ms, self._utterance_end_ms = endpointing_ms, utterance_end_ms
+        self._jitter, self._seed = jitter, seed
+        self.opened = 0
+
+    async def open(self) -> SttStream:
+        self.opened += 1
+        return SimulatedSttStream(
+            final_ms=self._final_ms,
+            interim_ms=self._interim_ms,
+            endpointing_ms=self._endpointing_ms,
+            utterance_end_ms=self._utterance_end_ms,
+            jitter=self._jitter,
+            seed=self._seed + self.opened,
+        )
+
+
+MS_PER_CHAR = 65  # as SimulatedTTS: a natural speaking rate
+
+
+class SimulatedTtsStream:
+    """A TTS stream (`TtsStream`) with a streaming service's timing: the first audio
+    `first_audio_ms` after the first text, then the audio of what was flushed in `chunk_ms`
+    chunks, `speed` times faster than it plays. Silence, `MS_PER_CHAR` per character, with
+    the character alignment a real service sends (`SpeechChunk.chars`)."""
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int,
+        first_audio_ms: float = 150,
+        speed: float = 4.0,
+        chunk_ms: int = 100,
+        jitter: float = 0.1,
+        seed: int = 7,
+    ) -> None:
+        self._rate = sample_rate
+        self._first_audio_ms = first_audio_ms
+        self._speed = speed
+        self._chunk_ms = chunk_ms
+        self._clock = _Clock(seed, jitter)
+        self._buffer = ""
+        self._units: asyncio.Queue[str | None] = asyncio.Queue()
+        self._out: asyncio.Queue[SpeechChunk | None] = asyncio.Queue()
+        self._first_text_at: float | None = None
+        self._closed = False
+        self._cancelled = False
+        self._speaker: asyncio.Task[None] | None = None
+        self.texts: list[str] = []  # every unit spoken, in order
+
+    async def send(self, text: str) -> None:
+        if self._closed:
+            raise RuntimeError("send() after close()")
+        if not text.strip():
+            return
+        if self._speaker is None:
+            self._first_text_at = asyncio.get_running_loop().time()
+            self._speaker = asyncio.create_task(self._speak())
+        self._buffer += text if text.endswith(" ") else text + " "
+
+    async def flush(self) -> None:
+        if self._buffer.strip():
+            self._units.put_nowait(self._buffer)
+        self._buffer = ""
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        await self.flush()
+        self._closed = True
+        self._units.put_nowait(None)
+        if self._speaker is None:
+            self._out.put_nowait(None)
+
+    async def cancel(self) -> None:
+        self._cancelled = self._closed = True
+        if self._speaker is not None:
+            self._speaker.cancel()
+        self._out.put_nowait(None)
+
+    async def chunks(self) -> AsyncIterator[SpeechChunk]:
+        while (chunk := await self._out.get()) is not None:
+            if self._cancelled:
+                return
+            yield chunk
+
+    async def _speak(self) -> None:
+        loop = asyncio.get_running_loop()
+        first = True
+        while (unit := await self._units.get()) is not None:
+            if first:
+                assert self._first_text_at is not None
+                waited = (loop.time() - self._first_text_at) * 1000
+                await self._clock.wait(max(0.0, self._first_audio_ms - waited))
+                first = False
+            self.texts.append(unit.strip())
+            self._unit(unit.strip())
+            # the audio of a unit is ready faster than it plays
+            await asyncio.sleep(len(unit.strip()) * MS_PER_CHAR / self._speed / 1000)
+        self._out.put_nowait(None)
+
+    def _unit(self, text: str) -> None:
+        total_ms = len(text) * MS_PER_CHAR
+        for start in range(0, total_ms, self._chunk_ms):
+            end = min(total_ms, start + self._chunk_ms)
+            # character i is spoken from i * MS_PER_CHAR on: those starting in this chunk
+            first, last = -(-start // MS_PER_CHAR), -(-end // MS_PER_CHAR)
+            samples = self._rate * end // 1000 - self._rate * start // 1000
+            self._out.put_nowait(SpeechChunk(bytes(2 * samples), spoken_chars(text[first:last])))
+
+
+class SimulatedTtsStreams:
+    """`TtsStreams` of `SimulatedTtsStream`s (nothing is shared: no connection to pool)."""
+
+    name = "simulated-tts"
+
+    def __init__(
+        self,
+        *,
+        sample_rate: int = 16_000,
+        first_audio_ms: float = 150,
+        speed: float = 4.0,
+        jitter: float = 0.1,
+        seed: int = 7,
+    ) -> None:
+        self.sample_rate = sample_rate
+        self._first_audio_ms, self._speed = first_audio_ms, speed
+        self._jitter, self._seed = jitter, seed
+        self.opened: list[SimulatedTtsStream] = []
+
+    async def open(self) -> TtsStream:
+        stream = SimulatedTtsStream(
+            sample_rate=self.sample_rate,
+            first_audio_ms=self._first_audio_ms,
+            speed=self._speed,
+            jitter=self._jitter,
+            seed=self._seed + len(self.opened),
+        )
+        self.opened.append(stream)
+        return stream
+
+    async def aclose(self) -> None:
+        return None

@@ -59,6 +59,11 @@ class TurnLatency:
     first_audio_sent_ms: float | None = None  # server-side voice-to-voice
     speculative_stt_used: bool = False
     preemptive_llm_used: bool = False
+    stt_streamed: bool = False  # the transcript came from the session's live STT stream
+    tts_streamed: bool = False  # the reply's audio came from one TTS stream
+    # Which provider served each stage ("stt", "llm", "tts"); behind a fallback, the one
+    # that answered; "tools" / "cache" for a reply no model generated.
+    providers: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

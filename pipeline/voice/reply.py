@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from pipeline.types import ToolUse
@@ -43,9 +44,11 @@ class Reply:
     def ms_since_speech_end(self) -> float:
         return round((time.perf_counter() - self.speech_end) * 1000.0, 1)
 
-    def queue_playback(self, clause: str, duration_s: float) -> None:
+    def queue_playback(self, clauses: Sequence[str], duration_s: float) -> None:
+        """Audio sent: `duration_s` of it, in which `clauses` begin (a whole clause when
+        replies are spoken clause by clause; none or a few per chunk of a TTS stream)."""
         start = max(self._playing_until, time.perf_counter())
-        self._played.append((clause, start))
+        self._played.extend((clause, start) for clause in clauses)
         self._playing_until = start + duration_s
 
     def heard(self, at: float | None = None) -> str:

@@ -18,19 +18,21 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import numpy as np
 from pydantic import ValidationError
 
 from pipeline.config import SessionLimits, SessionOptions
-from pipeline.errors import JarvisError, SpeculativeWriteRefused
+from pipeline.errors import JarvisError, ProviderError, SpeculativeWriteRefused
 from pipeline.llm.window import trim_in_blocks
-from pipeline.types import ChatMessage, StageBackend, ToolUse, TurnRecord
+from pipeline.providers.streams import LiveStt, TtsStreams
+from pipeline.types import ChatMessage, Speech, StageBackend, ToolUse, Transcript, TurnRecord
 from pipeline.voice.events import ErrorCode, Event, EventType, error
+from pipeline.voice.live import LiveTranscriber
 from pipeline.voice.reply import Reply
-from pipeline.voice.speak import spoken_clauses
+from pipeline.voice.speak import Spoken, spoken_clauses, streamed_clauses
 from pipeline.voice.text import ClauseChunker, clean_for_speech
 from pipeline.voice.utterance import RealtimeBudget, UtteranceCollector
 from pipeline.voice.vad import RATE, VadEvent
@@ -67,7 +69,12 @@ class VoiceSession:
         conversation_id: str | None = None,
         history: list[ChatMessage] | None = None,
         on_turn: OnTurn | None = None,
+        live_stt: LiveStt | None = None,
+        tts_streams: TtsStreams | None = None,
     ) -> None:
+        """`live_stt`: a live STT stream for the session (None: utterances are transcribed
+        whole); `tts_streams`: one TTS stream per reply (None: clause by clause). Both live in
+        this process (`pipeline/providers/build.py` makes them); their failures fall back."""
         self.id = "sess_" + uuid.uuid4().hex[:12]
         # The conversation outlives the connection: a client that reconnects with its id
         # continues it (history loaded by the caller); `on_turn` persists each turn.
@@ -83,16 +90,22 @@ class VoiceSession:
         self.limits = limits or SessionLimits()
         self._utterance = UtteranceCollector(self.options)
         self._budget = RealtimeBudget(self.limits.realtime_burst_s)
-        self._spec: asyncio.Task[str] | None = None
+        self._spec: asyncio.Task[Transcript] | None = None
         self._pending: Reply | None = None  # preemptive reply held behind its gate
         self._reply: Reply | None = None  # the released reply, if one is running
         self._partial: asyncio.Task[None] | None = None
         self._history: list[ChatMessage] = list(history or [])
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._live_stt = live_stt
+        self._live: LiveTranscriber | None = None  # open while the stream serves
+        self._tts_streams = tts_streams
+        self._awaiting_endpoint: asyncio.Task[None] | None = None  # VAD ended; provider not yet
 
     # ----- transport entry points -----------------------------------------------------
 
     async def start(self) -> None:
+        if self._live_stt is not None:
+            await self._open_live(self._live_stt)
         await self._emit(
             Event(
                 EventType.SESSION_CREATED,
@@ -124,6 +137,8 @@ class VoiceSession:
             return
         if not self._budget.spend(len(data)):
             raise SessionClosed(1008, "audio is arriving faster than real time")
+        if self._live is not None:
+            await self._live.send(data)  # in process, no hop: the stream hears everything
         for frame in self._utterance.frames(data):
             await self._on_frame(frame)
 
@@ -153,6 +168,9 @@ class VoiceSession:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        live, self._live = self._live, None
+        if live is not None:
+            await live.aclose()
 
     @property
     def history(self) -> list[ChatMessage]:
@@ -197,7 +215,10 @@ class VoiceSession:
         elif event is VadEvent.SPEECH_RESUMED:
             self._drop_speculation()
         elif event is VadEvent.SPEECH_END:
-            await self._end_of_turn()
+            if self._endpointing():
+                self._await_endpoint()
+            else:
+                await self._end_of_turn()
         if self._utterance.duration_ms > self.limits.max_utterance_s * 1000:
             await self._end_of_turn(force=True)
 
@@ -212,7 +233,7 @@ class VoiceSession:
             await self._cancel_reply("barge_in")
 
     def _maybe_partial(self) -> None:
-        if not self.options.partial_transcripts:
+        if not self.options.partial_transcripts or self._live is not None:
             return
         if self._partial is not None and not self._partial.done():
             return
@@ -220,7 +241,7 @@ class VoiceSession:
             self._partial = self._spawn(self._send_partial(self._utterance.audio()))
 
     async def _send_partial(self, audio: np.ndarray) -> None:
-        text = await self._backend.transcribe(audio)
+        text = (await self._backend.transcribe(audio)).text
         if text and self._utterance.in_speech:
             await self._emit(Event(EventType.TRANSCRIPT_PARTIAL, {"text": text}))
 
@@ -228,10 +249,11 @@ class VoiceSession:
         if (
             not self.options.speculative_stt
             or self._utterance.speech_ms < self.options.min_speech_ms
+            or self._endpointing()  # the provider decides when the turn ends
         ):
             return
         self._drop_speculation()
-        self._spec = self._spawn(self._backend.transcribe(self._utterance.audio()))
+        self._spec = self._spawn(self._transcript(self._utterance.audio(), commit=False))
         if self.options.preemptive_llm:
             self._pending = self._start_reply(self._spec, self._utterance.last_voiced_at)
 
@@ -243,7 +265,12 @@ class VoiceSession:
             self._pending.task.cancel()
             self._pending = None
 
-    async def _end_of_turn(self, *, force: bool = False) -> None:
+    async def _end_of_turn(self, *, force: bool = False, heard: Transcript | None = None) -> None:
+        """The user's turn is over (our VAD, `input.end`, or with `heard` the live stream's
+        endpointing): answer it."""
+        if self._awaiting_endpoint is not None:
+            self._awaiting_endpoint.cancel()
+            self._awaiting_endpoint = None
         speech_end = self._utterance.last_voiced_at
         audio, speech_ms = self._utterance.end(force=force)
         spec, pending = self._spec, self._pending
@@ -251,6 +278,11 @@ class VoiceSession:
         if self._partial is not None:
             self._partial.cancel()
         ignored = speech_ms < self.options.min_speech_ms
+        if self._live is not None and heard is None:
+            if spec is not None and not ignored:
+                self._live.commit()  # the speculation's text is the turn's
+            elif ignored:
+                self._live.end_turn()
         await self._emit(
             Event(EventType.SPEECH_STOPPED, {"speech_ms": speech_ms, "ignored": ignored})
         )
@@ -259,7 +291,10 @@ class VoiceSession:
         if pending is not None:
             reply = pending
         else:
-            source = spec or self._spawn(self._backend.transcribe(audio))
+            if heard is not None:
+                source = self._spawn(_given(heard))
+            else:
+                source = spec or self._spawn(self._transcript(audio, commit=True))
             reply = self._start_reply(source, speech_end)
         reply.latency.turn_detected_ms = reply.ms_since_speech_end()
         reply.latency.speculative_stt_used = spec is not None
@@ -270,12 +305,91 @@ class VoiceSession:
 
     # ----- replies --------------------------------------------------------------------
 
-    def _start_reply(self, transcript: Awaitable[str], speech_end: float) -> Reply:
+    # ----- live STT ---------------------------------------------------------------------
+
+    async def _open_live(self, live: LiveStt) -> None:
+        try:
+            stream = await live.streams.open()
+        except ProviderError as e:
+            log.warning(
+                "live STT (%s) did not open (%s): transcribing utterances",
+                live.streams.name,
+                e.message,
+            )
+            return
+        self._live = LiveTranscriber(
+            stream,
+            live.streams.name,
+            on_partial=self._on_live_partial,
+            on_endpoint=self._on_live_endpoint if live.end_of_turn == "endpointing" else None,
+            on_lost=self._on_live_lost,
+            finalize_timeout_s=live.finalize_timeout_s,
+        )
+
+    def _endpointing(self) -> bool:
+        return (
+            self._live is not None
+            and self._live_stt is not None
+            and self._live_stt.end_of_turn == "endpointing"
+        )
+
+    async def _transcript(self, audio: np.ndarray, *, commit: bool) -> Transcript:
+        """The turn's text: from the live stream (Finalize) while it can answer for this turn,
+        else the utterance transcribed whole (the `stt` stage, with its fallback)."""
+        live = self._live
+        if live is not None:
+            try:
+                return Transcript(await live.transcript(commit=commit), live.provider, True)
+            except ProviderError as e:
+                log.warning("live STT could not answer (%s): transcribing the utterance", e.message)
+        return await self._backend.transcribe(audio)
+
+    async def _on_live_partial(self, text: str) -> None:
+        # The stream's results come in order: an interim result always belongs to the turn
+        # not yet answered, even when it arrives after our VAD heard the end of speech.
+        if self.options.partial_transcripts is not False and text:
+            await self._emit(Event(EventType.TRANSCRIPT_PARTIAL, {"text": text}))
+
+    async def _on_live_endpoint(self, text: str | None) -> None:
+        """The provider's endpointing ended the turn: `speech_final` with the turn's `text`,
+        or `UtteranceEnd` (None: the rest of the text comes from a Finalize)."""
+        if self._live is None or not self._utterance.has_audio:
+            return  # our VAD heard no utterance (or the turn was already answered)
+        if text is None:
+            await self._end_of_turn(force=True)
+        else:
+            heard = Transcript(text, self._live.provider, True)
+            await self._end_of_turn(force=True, heard=heard)
+
+    def _await_endpoint(self) -> None:
+        """Endpointing: our VAD heard the end; the provider has `endpoint_grace_s` to agree,
+        then the turn ends on a Finalize (or, the stream gone, a whole transcription)."""
+        assert self._live_stt is not None
+        grace = self._live_stt.endpoint_grace_s
+
+        async def expire() -> None:
+            await asyncio.sleep(grace)
+            self._awaiting_endpoint = None
+            if self._utterance.has_audio and not self._utterance.in_speech:
+                await self._end_of_turn()
+
+        if self._awaiting_endpoint is None:
+            self._awaiting_endpoint = self._spawn(expire())
+
+    async def _on_live_lost(self) -> None:
+        """The live stream is gone for good: utterances are transcribed whole from now on."""
+        self._live = None
+        if self._awaiting_endpoint is not None and not self._utterance.in_speech:
+            await self._end_of_turn()
+
+    # ----- replies --------------------------------------------------------------------
+
+    def _start_reply(self, transcript: Awaitable[Transcript], speech_end: float) -> Reply:
         reply = Reply(speech_end)
         reply.task = self._spawn(self._run_reply(reply, transcript))
         return reply
 
-    async def _run_reply(self, r: Reply, transcript: Awaitable[str]) -> None:
+    async def _run_reply(self, r: Reply, transcript: Awaitable[Transcript]) -> None:
         try:
             await self._answer(r, transcript)
         except asyncio.CancelledError:
@@ -292,11 +406,14 @@ class VoiceSession:
             if r.user_text and r.released.is_set():
                 self._remember(r)
 
-    async def _answer(self, r: Reply, transcript: Awaitable[str]) -> None:
+    async def _answer(self, r: Reply, transcript: Awaitable[Transcript]) -> None:
         """Transcript -> LLM -> TTS, started at once: a preemptive reply generates while the
         end of the turn is not yet confirmed, and its events and audio wait behind the gate."""
-        text = (await transcript).strip()
+        heard = await transcript
+        text = heard.text.strip()
         r.latency.stt_ms = r.ms_since_speech_end()
+        r.latency.providers["stt"] = heard.provider
+        r.latency.stt_streamed = heard.streamed
         r.hold(Event(EventType.TRANSCRIPT_FINAL, {"text": text, "response_id": r.id}))
         if not text:
             await self._flush(r)
@@ -328,17 +445,19 @@ class VoiceSession:
         def on_tool(use: ToolUse) -> None:
             r.tool_use = use
 
-        clauses = spoken_clauses(
-            self._backend.chat(self._messages(text), on_tool, final=final),
-            self._backend.synthesize,
-            chunker,
-            on_delta,
-            on_clause,
-        )
+        def on_served(provider: str) -> None:
+            r.latency.providers["llm"] = provider
+
+        deltas = self._backend.chat(self._messages(text), on_tool, final=final, on_served=on_served)
         audio_ms = 0.0
-        async for clause, pcm in clauses:
-            if r.latency.tts_first_audio_ms is None:
+        async for spoken in self._spoken(deltas, chunker, on_delta, on_clause):
+            pcm = spoken.pcm
+            if r.latency.tts_first_audio_ms is None and pcm:
                 r.latency.tts_first_audio_ms = r.ms_since_speech_end()
+                r.latency.providers["tts"] = spoken.provider
+                r.latency.tts_streamed = self._tts_streams is not None and (
+                    spoken.provider == self._tts_streams.name
+                )
             await self._flush(r)  # waits for the gate
             if not r.audio_started:
                 r.audio_started = True
@@ -349,7 +468,7 @@ class VoiceSession:
                     )
                 )
             await self._send_pcm(r, pcm)
-            r.queue_playback(clause, len(pcm) / 2 / self._rate)
+            r.queue_playback(spoken.clauses, len(pcm) / 2 / self._rate)
             audio_ms += len(pcm) / 2 / self._rate * 1000.0
         await self._flush(r)
         await self._emit(
@@ -360,11 +479,28 @@ class VoiceSession:
                     "transcript": text,
                     "text": clean_for_speech("".join(r.text)),
                     "audio_ms": round(audio_ms, 1),
+                    "providers": dict(r.latency.providers),
                     "latency": r.latency.as_dict(),
                 },
             )
         )
         r.completed = True
+
+    def _spoken(
+        self,
+        deltas: AsyncIterator[str],
+        chunker: ClauseChunker,
+        on_delta: Callable[[str], Awaitable[None]],
+        on_clause: Callable[[str], None],
+    ) -> AsyncIterator[Spoken]:
+        """The reply's audio: one TTS stream for the reply, or clause by clause."""
+        if self._tts_streams is not None:
+            return streamed_clauses(
+                deltas, self._tts_streams, self._backend.synthesize, chunker, on_delta, on_clause
+            )
+        return _per_clause(
+            spoken_clauses(deltas, self._backend.synthesize, chunker, on_delta, on_clause)
+        )
 
     async def _flush(self, r: Reply) -> None:
         """Once the reply is released, send the events it held, in order."""
@@ -452,6 +588,15 @@ class VoiceSession:
 
     async def _emit(self, event: Event) -> None:
         await self._send_event(event)
+
+
+async def _given(heard: Transcript) -> Transcript:
+    return heard
+
+
+async def _per_clause(clauses: AsyncIterator[tuple[str, Speech]]) -> AsyncIterator[Spoken]:
+    async for clause, speech in clauses:
+        yield Spoken([clause], speech.pcm, speech.provider)
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

@@ -40,8 +40,10 @@ async def run_turn(
     """`history`: the conversation so far; `system_prompt` None: the LLM stage's own."""
     timings = TurnTimings()
     tools: list[ToolUse] = []
-    transcript = await backend.transcribe(audio)
+    heard = await backend.transcribe(audio)
+    transcript = heard.text
     timings.stt_ms = timings.mark()
+    timings.providers["stt"] = heard.provider
     if not transcript:
         raise BadInputError("no speech was recognised in the audio")
 
@@ -53,21 +55,27 @@ async def run_turn(
             timings.llm_first_token_ms = timings.mark()
         deltas.append(delta)
 
+    def on_served(provider: str) -> None:
+        timings.providers["llm"] = provider
+
     async def reply_text() -> AsyncIterator[str]:
         system = [ChatMessage("system", system_prompt)] if system_prompt else []
         messages = [*system, *history, ChatMessage("user", transcript)]
-        async for delta in backend.chat(messages, tools.append):
+        async for delta in backend.chat(messages, tools.append, on_served=on_served):
             yield delta
         timings.llm_total_ms = timings.mark()
 
     clauses = spoken_clauses(reply_text(), backend.synthesize, ClauseChunker(), on_delta)
-    async for _, audio_chunk in clauses:
+    async for _, speech in clauses:
         if timings.tts_first_audio_ms is None:
             timings.tts_first_audio_ms = timings.mark()
-        pcm.append(audio_chunk)
+            timings.providers["tts"] = speech.provider
+        pcm.append(speech.pcm)
     if not pcm:
-        pcm.append(await backend.synthesize(FALLBACK_REPLY))
+        speech = await backend.synthesize(FALLBACK_REPLY)
+        pcm.append(speech.pcm)
         timings.tts_first_audio_ms = timings.mark()
+        timings.providers["tts"] = speech.provider
     reply = clean_for_speech("".join(deltas)) or FALLBACK_REPLY
     timings.total_ms = timings.mark()
     return TurnResult(

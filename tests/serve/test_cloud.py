@@ -107,6 +107,18 @@ def deepgram_hears(fakes: CloudFakes, text: str) -> Iterator[None]:
         fakes.deepgram.transcribe = default_transcribe
 
 
+@contextlib.contextmanager
+def deepgram_live_hears(fakes: CloudFakes, text: str) -> Iterator[None]:
+    """The session's live socket hears `text` for its first segment of speech; a segment cut
+    off by a speculative Finalize mid-question (the tail of a word) hears nothing."""
+    fakes.deepgram.script(text)
+    fakes.deepgram.transcribe = lambda _voiced_s: ""
+    try:
+        yield
+    finally:
+        fakes.deepgram.transcribe = default_transcribe
+
+
 def post_turn(app: ServeApp, wav: bytes) -> dict[str, Any]:
     r = httpx.post(
         f"{app.url}/v1/turn", content=wav, headers={"Content-Type": "audio/wav"}, timeout=120
@@ -131,14 +143,17 @@ def spoken_by_elevenlabs(fakes: CloudFakes, since: int, reply: str) -> bytes:
     return b"".join(synth_pcm(t, RATE) for t in clauses)
 
 
-def check_wire(fakes: CloudFakes, since: tuple[int, int, int]) -> None:
-    """Each provider was called through its SDK with the key and the configured options."""
-    dg = fakes.deepgram.http_requests[since[0] :]
-    assert dg and all(r.authorization == f"Token {fakes.key}" for r in dg)
-    assert all(r.params["model"] == "nova-2" and r.status == 200 for r in dg)
+def check_wire(fakes: CloudFakes, since: tuple[int, int, int], *, rest: bool = True) -> None:
+    """Each provider was called through its SDK with the key and the configured options
+    (`rest` False: a voice session, Deepgram and ElevenLabs on their sockets instead)."""
     oa = fakes.openai.requests[since[1] :]
     assert oa and all(r.headers["authorization"] == f"Bearer {fakes.key}" for r in oa)
     assert all(r.body["model"] == "gpt-4o-mini" for r in oa)
+    if not rest:
+        return
+    dg = fakes.deepgram.http_requests[since[0] :]
+    assert dg and all(r.authorization == f"Token {fakes.key}" for r in dg)
+    assert all(r.params["model"] == "nova-2" and r.status == 200 for r in dg)
     el = fakes.elevenlabs.http_requests[since[2] :]
     assert el and all(r.api_key == fakes.key and r.voice_id == VOICE_ID for r in el)
     assert all(r.params["output_format"] == f"pcm_{RATE}" for r in el)
@@ -205,9 +220,12 @@ def test_readyz_names_the_cloud_providers(cloud_app: CloudApp) -> None:
 
 
 async def test_voice_session_end_to_end(cloud_app: CloudApp, fakes: CloudFakes) -> None:
+    """The ingress streams: one live Deepgram socket for the session (interim results as
+    partials, the turn's text from Finalize), one ElevenLabs context for the reply."""
     question = QUESTIONS[1]
     before = marks(fakes)
-    with deepgram_hears(fakes, question):
+    sockets, generations = len(fakes.deepgram.live), len(fakes.elevenlabs.generations)
+    with deepgram_live_hears(fakes, question):
         client = await VoiceClient.open(ws_url(cloud_app))
         created = await client.wait_for("session.created")
         assert created["output_audio"] == {"format": "pcm16", "sample_rate": RATE, "channels": 1}
@@ -228,16 +246,34 @@ async def test_voice_session_end_to_end(cloud_app: CloudApp, fakes: CloudFakes) 
     assert [kinds.index(k) for k in order] == sorted(kinds.index(k) for k in order), kinds
     assert client.events("response.audio.started")[0]["sample_rate"] == RATE
     assert not client.events("error")
+    assert done["providers"]["stt"] == "deepgram" and done["latency"]["stt_streamed"], done
+    (live,) = fakes.deepgram.live[sockets:]  # one socket for the session, closed with it
+    assert live.params["model"] == "nova-2" and live.params["interim_results"] == "true"
+    assert "Finalize" in live.received, live
+    partials = [e["text"] for e in client.events("transcript.partial")]
+    assert partials and all(question.startswith(p) for p in partials), (partials, live)
+    async with asyncio.timeout(10):
+        while not live.closed:  # noqa: ASYNC110 (the fake records on its own thread)
+            await asyncio.sleep(0.05)
+    assert live.received[-1] == "CloseStream"
+    assert len(fakes.deepgram.http_requests) == before[0]  # nothing transcribed whole
+    # One ElevenLabs context spoke the reply, clause by clause; the client got its audio.
+    made = fakes.elevenlabs.generations[generations:]
+    assert len({g.context_id for g in made}) == 1
+    assert " ".join(g.text.strip() for g in made) == reply
     audio = b"".join(v for _, k, v in client.items if k == "audio")
-    assert audio == spoken_by_elevenlabs(fakes, before[2], reply)
+    assert audio == b"".join(synth_pcm(g.text, RATE) for g in made)
+    assert len(fakes.elevenlabs.http_requests) == before[2]
     assert done["audio_ms"] == round(len(audio) / 2 / RATE * 1000, 1)
+    assert done["providers"] == {"stt": "deepgram", "llm": "openai", "tts": "elevenlabs"}
     lat = done["latency"]
+    assert lat["stt_streamed"] and lat["tts_streamed"] and lat["providers"] == done["providers"]
     assert set(lat) == {f.name for f in dataclasses.fields(TurnLatency)}
     assert all(lat[k] is not None and lat[k] > 0 for k in LATENCY_MS), lat
     assert lat["stt_ms"] <= lat["llm_first_token_ms"] <= lat["first_clause_ms"]
     assert lat["first_clause_ms"] <= lat["tts_first_audio_ms"] <= lat["first_audio_sent_ms"]
     assert lat["turn_detected_ms"] <= lat["first_audio_sent_ms"]
-    check_wire(fakes, before)
+    check_wire(fakes, before, rest=False)
     routed = [r for r in fakes.openai.requests[before[1] :] if r.body.get("tools")]
     assert routed and all(r.messages[-1]["content"] == question for r in routed)
 
@@ -253,6 +289,7 @@ def test_http_turn(cloud_app: CloudApp, fakes: CloudFakes) -> None:
     assert rate == body["audio"]["sample_rate"] == RATE
     assert pcm == spoken_by_elevenlabs(fakes, before[2], body["reply"])
     t = body["timings"]
+    assert t["providers"] == {"stt": "deepgram", "llm": "openai", "tts": "elevenlabs"}
     assert 0 < t["stt_ms"] <= t["llm_first_token_ms"] <= t["llm_total_ms"] <= t["total_ms"]
     assert 0 < t["tts_first_audio_ms"] <= t["total_ms"]
     check_wire(fakes, before)
@@ -320,6 +357,7 @@ def test_serve_deploy_switches_providers_and_falls_back(
         # would have heard the line above). Later requests are the recovery probe's.
         assert fakes.deepgram.http_requests[before[0]].status == 503
         assert wer(question, body["transcript"]) <= 0.15, body["transcript"]
+        assert body["timings"]["providers"]["stt"] == "faster-whisper"  # the fallback served
         assert body["reply"] == f"You said: {body['transcript']}"
         rate, pcm = wav_frames(body)
         assert rate == RATE and len(pcm) > 0

@@ -16,7 +16,7 @@ import httpx
 import numpy as np
 import pytest
 
-from pipeline.errors import ProviderError
+from pipeline.errors import ProviderError, TransientProviderError
 from pipeline.providers.deepgram import (
     Closed,
     DeepgramLiveSession,
@@ -25,7 +25,6 @@ from pipeline.providers.deepgram import (
     InterimTranscript,
     LiveEvent,
     Reconnected,
-    RetryableProviderError,
     SpeechStarted,
     SttError,
     UtteranceEnd,
@@ -114,7 +113,7 @@ async def test_prerecorded_4xx_is_not_retryable_and_not_retried(
         server.fail_next_http(status)
     with pytest.raises(ProviderError, match=f"HTTP {status}") as info:
         await stt.transcribe(tone(0.5))
-    assert not isinstance(info.value, RetryableProviderError)
+    assert not isinstance(info.value, TransientProviderError)
     assert info.value.provider == "deepgram"
     assert [r.status for r in server.http_requests] == [status]  # no retry by the SDK
     await stt.aclose()
@@ -124,7 +123,7 @@ async def test_prerecorded_4xx_is_not_retryable_and_not_retried(
 async def test_prerecorded_429_and_5xx_are_retryable(server: DeepgramServer, status: int) -> None:
     stt = DeepgramSTT(api_key=KEY, base_url=server.base_url, timeout_s=2.0)
     server.fail_next_http(status)
-    with pytest.raises(RetryableProviderError) as info:
+    with pytest.raises(TransientProviderError) as info:
         await stt.transcribe(tone(0.5))
     assert info.value.status == status
     assert [r.status for r in server.http_requests] == [status]  # retrying is the caller's call
@@ -136,7 +135,7 @@ async def test_prerecorded_timeout_is_retryable(server: DeepgramServer) -> None:
     server.http_delay_s = 3.0
     stt = DeepgramSTT(api_key=KEY, base_url=server.base_url, timeout_s=0.2)
     started = time.monotonic()
-    with pytest.raises(RetryableProviderError, match="timed out"):
+    with pytest.raises(TransientProviderError, match="timed out"):
         await stt.transcribe(tone(0.5))
     assert time.monotonic() - started < 1.0  # our timeout, not the base class's backstop
     await stt.aclose()
@@ -266,7 +265,7 @@ async def test_gives_up_after_three_quick_failures(server: DeepgramServer) -> No
         server.fail_next_handshake(503, 503)
         await server.drop_live()
         heard = await until(session, lambda e: isinstance(e, Closed))
-        with pytest.raises(RetryableProviderError, match="gave up"):
+        with pytest.raises(TransientProviderError, match="gave up"):
             await session.send(speech(0.1))
 
     errors = [e for e in heard if isinstance(e, SttError)]
@@ -280,7 +279,7 @@ async def test_no_reconnect_after_a_401(server: DeepgramServer) -> None:
     bad = DeepgramLiveSession(api_key="wrong-key", base_url=server.base_url)
     with pytest.raises(ProviderError, match="HTTP 401") as info:
         await bad.__aenter__()
-    assert not isinstance(info.value, RetryableProviderError)
+    assert not isinstance(info.value, TransientProviderError)
     assert server.handshakes == 1
 
     async with live(server) as session:  # a key revoked while the session runs
@@ -290,7 +289,7 @@ async def test_no_reconnect_after_a_401(server: DeepgramServer) -> None:
         heard = await until(session, lambda e: isinstance(e, Closed))
         with pytest.raises(ProviderError, match="HTTP 401") as after:
             await session.finalize()
-        assert not isinstance(after.value, RetryableProviderError)
+        assert not isinstance(after.value, TransientProviderError)
 
     refused = [e for e in heard if isinstance(e, SttError)][-1]
     assert refused.code == 401 and not refused.recoverable
@@ -299,7 +298,7 @@ async def test_no_reconnect_after_a_401(server: DeepgramServer) -> None:
 
 async def test_a_handshake_5xx_at_start_is_retryable(server: DeepgramServer) -> None:
     server.fail_next_handshake(503)
-    with pytest.raises(RetryableProviderError) as info:
+    with pytest.raises(TransientProviderError) as info:
         async with live(server):
             pass
     assert info.value.status == 503

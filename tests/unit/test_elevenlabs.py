@@ -21,12 +21,11 @@ from elevenlabs.types import VoiceSettings
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from pipeline.errors import ProviderError
+from pipeline.errors import ProviderError, TransientProviderError
 from pipeline.providers.elevenlabs import (
     ElevenLabsContext,
     ElevenLabsSocketPool,
     ElevenLabsTTS,
-    RetryableProviderError,
 )
 from tests.ports import free_port
 from tests.wire.elevenlabs_server import ElevenLabsServer, synth_pcm
@@ -179,7 +178,7 @@ async def test_bad_key_is_a_provider_error_not_retried(fake: ElevenLabsServer) -
     provider = tts(fake, api_key="wrong")
     with pytest.raises(ProviderError, match="401") as e:
         await provider.synthesize(HELLO)
-    assert not isinstance(e.value, RetryableProviderError)
+    assert not isinstance(e.value, TransientProviderError)
     assert "invalid_api_key" in str(e.value)
     assert len(fake.http_requests) == 1
 
@@ -188,7 +187,7 @@ async def test_bad_body_is_a_provider_error_not_retried(fake: ElevenLabsServer) 
     provider = tts(fake, voice_settings={"speed": 2.0})  # the API allows 0.7-1.2
     with pytest.raises(ProviderError, match="422") as e:
         await provider.synthesize(HELLO)
-    assert not isinstance(e.value, RetryableProviderError)
+    assert not isinstance(e.value, TransientProviderError)
     assert HELLO not in str(e.value)  # errors never quote the text
     assert len(fake.http_requests) == 1
 
@@ -199,7 +198,7 @@ async def test_rate_limit_and_server_errors_are_retryable(
 ) -> None:
     provider = tts(fake)
     fake.fail_next(status)
-    with pytest.raises(RetryableProviderError, match=str(status)):
+    with pytest.raises(TransientProviderError, match=str(status)):
         await provider.synthesize(HELLO)
     assert len(fake.http_requests) == 1  # no hidden retries: the caller decides
     assert await provider.synthesize(HELLO) == spoken(HELLO)
@@ -209,20 +208,20 @@ async def test_slow_first_audio_times_out_retryably() -> None:
     with ElevenLabsServer(first_audio_delay_s=2.0) as fake:
         provider = tts(fake, timeout_s=0.2)
         start = time.monotonic()
-        with pytest.raises(RetryableProviderError, match="timed out"):
+        with pytest.raises(TransientProviderError, match="timed out"):
             await provider.synthesize(HELLO)
         assert time.monotonic() - start < 1.0
 
 
 async def test_cut_mid_stream_is_retryable(fake: ElevenLabsServer) -> None:
     fake.cut_next_stream(after_bytes=1000)
-    with pytest.raises(RetryableProviderError, match="connection"):
+    with pytest.raises(TransientProviderError, match="connection"):
         await tts(fake).synthesize(HOW)
 
 
 async def test_unreachable_server_is_retryable() -> None:
     provider = tts(None, api_key="k", base_url=f"http://127.0.0.1:{free_port()}", timeout_s=2)
-    with pytest.raises(RetryableProviderError, match="connection"):
+    with pytest.raises(TransientProviderError, match="connection"):
         await provider.synthesize(HELLO)
 
 
@@ -373,7 +372,7 @@ async def test_sixth_reply_waits_for_room_when_sockets_are_capped(
 async def test_no_room_in_time_is_retryable(fake: ElevenLabsServer) -> None:
     async with pool(fake, max_sockets=1, open_timeout_s=0.3) as p:
         held = [await p.open_context() for _ in range(5)]
-        with pytest.raises(RetryableProviderError, match="room"):
+        with pytest.raises(TransientProviderError, match="room"):
             await p.open_context()
         for ctx in held:
             await ctx.cancel()
@@ -390,11 +389,11 @@ async def test_dropped_socket_fails_only_its_contexts_then_a_fresh_socket_opens(
             await ctx.send(HELLO)
         fake.drop_sockets(0)
         for ctx in first:
-            with pytest.raises(RetryableProviderError, match="dropped"):
+            with pytest.raises(TransientProviderError, match="dropped"):
                 async for _ in ctx:
                     pass
         assert await say(survivor, HOW) == spoken(HOW)
-        with pytest.raises(RetryableProviderError):
+        with pytest.raises(TransientProviderError):
             await first[0].send(BYE)
         assert await speak(p, BYE) == spoken(BYE)  # on socket 1, which has room
         fake.drop_sockets()
@@ -406,7 +405,7 @@ async def test_dropped_socket_fails_only_its_contexts_then_a_fresh_socket_opens(
 async def test_audio_that_never_ends_times_out_retryably() -> None:
     with ElevenLabsServer(first_audio_delay_s=2.0) as fake:
         async with pool(fake, audio_timeout_s=0.2) as p:
-            with pytest.raises(RetryableProviderError, match="timed out"):
+            with pytest.raises(TransientProviderError, match="timed out"):
                 await speak(p, HELLO)
 
 
@@ -428,14 +427,14 @@ async def test_socket_bad_key_is_a_provider_error_not_retried(fake: ElevenLabsSe
     async with pool(fake, api_key="wrong") as p:
         with pytest.raises(ProviderError, match="401") as e:
             await p.open_context()
-    assert not isinstance(e.value, RetryableProviderError)
+    assert not isinstance(e.value, TransientProviderError)
     assert fake.sockets_opened == 0
 
 
 async def test_socket_handshake_server_error_is_retryable(fake: ElevenLabsServer) -> None:
     fake.fail_next(503, on="ws")
     async with pool(fake) as p:
-        with pytest.raises(RetryableProviderError, match="503"):
+        with pytest.raises(TransientProviderError, match="503"):
             await p.open_context()
         assert await speak(p, HELLO) == spoken(HELLO)
 

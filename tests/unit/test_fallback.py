@@ -81,3 +81,31 @@ def test_the_config_builds_a_fallback_chain() -> None:
     )
     tts = build_tts(TtsArgs(provider="simulated", fallback=["simulated"]))
     assert isinstance(tts, FallbackTTS) and isinstance(tts.state.providers[1], SimulatedTTS)
+
+
+async def test_the_provider_that_answered_is_named_per_stage() -> None:
+    """`*_served` and `on_served` name the provider behind the fallback that answered."""
+    cloud_stt, local_stt = FakeStt(transcripts="cloud", fail=down()), FakeStt(transcripts="local")
+    cloud_stt.name, local_stt.name = "cloud-stt", "local-stt"
+    stt = FallbackSTT([cloud_stt, local_stt], probe_s=60)
+    heard = await stt.transcribe_served(AUDIO)
+    assert (heard.text, heard.provider) == ("local", "local-stt")
+
+    cloud_tts, local_tts = FakeTts(), FakeTts()
+    cloud_tts.name, local_tts.name = "cloud-tts", "local-tts"
+    tts = FallbackTTS([cloud_tts, local_tts], probe_s=60)
+    assert (await tts.synthesize_served("Hi.")).provider == "cloud-tts"
+
+    cloud_llm, local_llm = FakeChat(replies="Cloud.", fail=down()), FakeChat(replies="Local.")
+    cloud_llm.name, local_llm.name = "cloud-llm", "local-llm"
+    chat = FallbackChat([cloud_llm, local_llm], probe_s=60)
+    served: list[str] = []
+    text = [
+        d
+        async for d in chat.stream(
+            [ChatMessage("user", "Hi.")], max_tokens=8, temperature=0, on_served=served.append
+        )
+    ]
+    assert "".join(text) == "Local." and served == ["local-llm"]
+    for fallback in (stt, tts, chat):
+        await fallback.state.close()

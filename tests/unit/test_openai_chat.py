@@ -22,11 +22,10 @@ import httpx
 import openai
 import pytest
 
-from pipeline.errors import ProviderError
+from pipeline.errors import ProviderError, TransientProviderError
 from pipeline.providers.openai_chat import (
     OpenAIChat,
     OpenAIToolRouter,
-    RetryableProviderError,
     ToolTurn,
 )
 from pipeline.store.seed import seed
@@ -246,7 +245,7 @@ async def test_retries_are_bounded_and_then_raise_retryable(
     assert len(fake.requests) == 4
     fake.reset()
     fake.script(Reply(status=503), Reply(status=503), Reply(text="never"))
-    with pytest.raises(RetryableProviderError) as e:
+    with pytest.raises(TransientProviderError) as e:
         await collect(make.chat(max_retries=1))
     assert e.value.status == 503 and e.value.status_code == 503
     assert len(fake.requests) == 2
@@ -255,7 +254,7 @@ async def test_retries_are_bounded_and_then_raise_retryable(
 async def test_a_long_retry_after_is_not_waited_for(make: Clients, fake: FakeOpenAI) -> None:
     """The server asks for 30 s: a voice turn cannot wait, another provider should answer."""
     fake.script(Reply(status=429, retry_after_s=30), Reply(text="never"))
-    with pytest.raises(RetryableProviderError, match="rate_limit_exceeded"):
+    with pytest.raises(TransientProviderError, match="rate_limit_exceeded"):
         await collect(make.chat())
     assert len(fake.requests) == 1
 
@@ -265,7 +264,7 @@ async def test_a_client_error_is_not_retried(make: Clients, fake: FakeOpenAI, st
     fake.script(Reply(status=status), Reply(text="never"))
     with pytest.raises(ProviderError) as e:
         await collect(make.chat())
-    assert not isinstance(e.value, RetryableProviderError)
+    assert not isinstance(e.value, TransientProviderError)
     assert e.value.provider == "openai" and f"Error code: {status}" in e.value.message
     assert len(fake.requests) == 1
 
@@ -274,7 +273,7 @@ async def test_a_wrong_key_is_refused_once(make: Clients, fake: FakeOpenAI) -> N
     llm = make.chat(api_key="sk-wrong")
     with pytest.raises(ProviderError, match="invalid_api_key") as e:
         await collect(llm)
-    assert not isinstance(e.value, RetryableProviderError)
+    assert not isinstance(e.value, TransientProviderError)
     assert (
         len(fake.requests) == 1 and fake.requests[0].headers["authorization"] == "Bearer sk-wrong"
     )
@@ -290,7 +289,7 @@ async def test_no_retry_once_output_started(make: Clients, fake: FakeOpenAI) -> 
     """The user heard "one two": a retry would say it again, or say something else."""
     fake.script(Reply(text="one two three four", drop_after=2), Reply(text="never"))
     heard: list[str] = []
-    with pytest.raises(RetryableProviderError, match="connection failed"):
+    with pytest.raises(TransientProviderError, match="connection failed"):
         await collect(make.chat(), heard)
     assert heard == ["one", " two"]
     assert len(fake.requests) == 1
@@ -310,18 +309,19 @@ async def test_a_read_stall_times_out_and_is_retried_only_before_output(
     fake.reset()
     fake.script(Reply(text="one two three", stall_after=1), Reply(text="never"))
     heard: list[str] = []
-    with pytest.raises(RetryableProviderError, match="timed out"):
+    with pytest.raises(TransientProviderError, match="timed out"):
         await collect(make.chat(read_timeout_s=0.2), heard)
     assert heard == ["one"] and len(fake.requests) == 1
 
 
 async def test_the_whole_call_has_a_deadline(make: Clients, fake: FakeOpenAI) -> None:
-    """`timeout_s` bounds the call, retries included: the base class's ProviderError."""
+    """`timeout_s` bounds the call, retries included: the base class's deadline (transient, no
+    HTTP status), not the last 503."""
     fake.script(*[Reply(status=503)] * 5)
     llm = make.chat(timeout_s=0.3, max_retries=4, backoff_s=0.2, max_backoff_s=0.2)
-    with pytest.raises(ProviderError, match="generation timed out") as e:
+    with pytest.raises(TransientProviderError, match="generation timed out") as e:
         await collect(llm)
-    assert not isinstance(e.value, RetryableProviderError)
+    assert e.value.status is None
     assert len(fake.requests) == 2
 
 

@@ -9,10 +9,18 @@ import yaml
 
 from pipeline.config import AppArgs, LlmArgs, SttArgs, TtsArgs
 from pipeline.errors import ConfigError
-from pipeline.providers.build import build_chat, build_stt, build_tool_router, build_tts
-from pipeline.providers.deepgram import DeepgramSTT
-from pipeline.providers.elevenlabs import ElevenLabsTTS
+from pipeline.providers.build import (
+    build_chat,
+    build_stt,
+    build_stt_stream,
+    build_tool_router,
+    build_tts,
+    build_tts_stream,
+)
+from pipeline.providers.deepgram import DeepgramLiveStreams, DeepgramSTT
+from pipeline.providers.elevenlabs import ElevenLabsStreams, ElevenLabsTTS
 from pipeline.providers.openai_chat import OpenAIChat, OpenAIToolRouter
+from pipeline.providers.simulated import SimulatedSttStreams, SimulatedTtsStreams
 from pipeline.tools.definitions import company_tools
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,6 +68,35 @@ def test_cloud_providers_take_keys_and_endpoints_from_the_environment(
     make_router = build_tool_router(args.llm, chat)
     assert make_router is not None
     assert isinstance(make_router(company_tools(None)), OpenAIToolRouter)  # type: ignore[arg-type]
+    # The sessions' streams: one live Deepgram socket each, ElevenLabs contexts on a pool.
+    live = build_stt_stream(args.stt)
+    assert live is not None and isinstance(live.streams, DeepgramLiveStreams)
+    assert live.end_of_turn == "vad"
+    tts_streams = build_tts_stream(args.tts)
+    assert isinstance(tts_streams, ElevenLabsStreams) and tts_streams.sample_rate == 16_000
+
+
+def test_streaming_is_chosen_per_stage_and_validated() -> None:
+    assert build_stt_stream(SttArgs()) is None and build_tts_stream(TtsArgs()) is None
+    live = build_stt_stream(
+        SttArgs.model_validate(
+            {"provider": "simulated", "streaming": {"enabled": True, "end_of_turn": "endpointing"}}
+        )
+    )
+    assert live is not None and isinstance(live.streams, SimulatedSttStreams)
+    assert live.end_of_turn == "endpointing"
+    tts = build_tts_stream(
+        TtsArgs.model_validate({"provider": "simulated", "streaming": {"enabled": True}})
+    )
+    assert isinstance(tts, SimulatedTtsStreams)
+    with pytest.raises(ValueError, match="whisper has no live stream"):
+        SttArgs.model_validate({"streaming": {"enabled": True}})
+    with pytest.raises(ValueError, match="piper has no streaming input"):
+        TtsArgs.model_validate({"streaming": {"enabled": True}})
+    with pytest.raises(ValueError, match="end_of_turn"):
+        SttArgs.model_validate({"provider": "simulated", "streaming": {"end_of_turn": "never"}})
+    with pytest.raises(ValueError, match="extra"):
+        SttArgs.model_validate({"provider": "simulated", "streaming": {"colour": "red"}})
 
 
 def test_the_embedded_config_stays_the_default() -> None:
@@ -71,3 +108,4 @@ def test_the_embedded_config_stays_the_default() -> None:
         "llama",
         "piper",
     )
+    assert not (args.stt.streaming.enabled or args.tts.streaming.enabled)

@@ -217,6 +217,15 @@ async def test_a_turn_in_order_with_speculation_and_the_turn_record(sessions: Se
     assert (turn.user_text, turn.assistant_text) == (ASKED, reply)
     assert not turn.interrupted and turn.tool_use is None
     assert turn.timings == latency
+    assert (
+        done["providers"]
+        == latency["providers"]
+        == {
+            "stt": "fake-stt",
+            "llm": "fake-llm",
+            "tts": "fake-tts",
+        }
+    )
     await assert_idle()
 
 
@@ -707,6 +716,7 @@ async def test_a_tool_use_lands_in_the_turn_record(sessions: Sessions) -> None:
     done = await got.wait_for("response.done", limit_s=LIMIT_S)
     assert done["text"] == spoken and " ".join(tts.texts) == spoken  # read out verbatim
     assert chat.started == 0 and tools.routed == [ASKED]
+    assert done["providers"]["llm"] == "tools"  # a tool's sentence, no model's words
     assert tools.called == [ToolCall("load_status", {"load_id": "427"})]
     (turn,) = turns
     assert turn.tool_use == ToolUse(
