@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import resource
 import signal
 import socket
@@ -45,19 +46,28 @@ STT_MS, LLM_MS, TOKEN_MS, TTS_MS = 150, 300, 20, 150
 ONSET_MS, VAD_SILENCE_MS = 60, 300  # speculation starts at the pause; the turn ends later
 
 
-def simulated_config(path: Path, transport: str, ingress_replicas: int = 1) -> None:
-    """serve_config.yaml with simulated providers, no tools, no caches, room for sessions."""
+def simulated_config(
+    path: Path, transport: str, ingress_replicas: int = 1, streams: bool = True
+) -> None:
+    """serve_config.yaml with simulated providers, no tools, no caches, room for sessions.
+    `streams`: STT and TTS streamed from the ingress as with cloud providers
+    (serve_config.cloud.yaml); else one stage call per utterance and per clause."""
     config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
     app = config["applications"][0]
     args = app["args"]
-    for stage, provider in (("stt", "simulated"), ("llm", "simulated"), ("tts", "simulated")):
-        args.setdefault(stage, {})["provider"] = provider
+    for stage, first_ms in (("stt", STT_MS), ("llm", LLM_MS), ("tts", TTS_MS)):
+        args.setdefault(stage, {})["provider"] = "simulated"
+        # No jitter: the critical path of every turn is then known exactly, and V2V minus it
+        # is the system's own overhead (the speakers' staggered starts keep them apart).
+        args[stage]["simulated"] = {"first_ms": first_ms, "jitter": 0.0}
     args["llm"]["tools"] = False
+    args["stt"]["streaming"] = {"enabled": streams}
+    args["tts"]["streaming"] = {"enabled": streams}
     args["cache"] = {**args.get("cache", {}), "llm_responses": False, "tts_audio": False}
     args["session_limits"] = {**args.get("session_limits", {}), "idle_timeout_s": 120}
     for d in app["deployments"]:
         d["max_ongoing_requests"] = 2000
-        d["ray_actor_options"] = {"num_cpus": 0.1}
+        d["ray_actor_options"] = {**d.get("ray_actor_options", {}), "num_cpus": 0.1}
         d["autoscaling_config"] = {"min_replicas": 1, "max_replicas": 1}
         if d["name"] == "Ingress":
             n = 2 if transport == "haproxy" else ingress_replicas
@@ -133,7 +143,12 @@ def rss_mb(procs: list[psutil.Process]) -> float:
 
 
 async def speaker(
-    url: str, seat: int, turns: int, end: str, speech: list[tuple[bytes, float]]
+    url: str,
+    seat: int,
+    turns: int,
+    end: str,
+    speech: list[tuple[bytes, float]],
+    stagger_s: float,
 ) -> list[dict[str, Any]]:
     from pipeline.web.client import VoiceClient  # the load process only
 
@@ -142,8 +157,15 @@ async def speaker(
         client = await VoiceClient.open(url, open_timeout=60)
     except Exception as e:
         return [{"lost": f"connect: {type(e).__name__}"}] * turns
-    await asyncio.sleep((seat % 50) * 0.02)  # spread the frames of many speakers
     silence = b"\0" * FRAME
+    # Independent users: each starts at its own moment within `stagger_s` (an open
+    # microphone, sending silence meanwhile), and its frames at its own phase of the 20 ms
+    # clock. Speakers started together would end every turn of a round at once.
+    start = time.perf_counter() + random.Random(seat).uniform(0.0, stagger_s)
+    await asyncio.sleep(random.Random(-seat).uniform(0.0, 0.02))
+    while time.perf_counter() < start:
+        await client.ws.send(silence)
+        await asyncio.sleep(0.02)
     for turn in range(turns):
         pcm, speech_s = speech[(seat + turn) % len(speech)]
         try:
@@ -180,7 +202,9 @@ async def speaker(
     return out
 
 
-async def load(url: str, sessions: int, turns: int, end: str) -> list[dict[str, Any]]:
+async def load(
+    url: str, sessions: int, turns: int, end: str, stagger_s: float
+) -> list[dict[str, Any]]:
     from pipeline.config import TtsArgs
     from pipeline.providers.build import build_tts
     from pipeline.voice import audio
@@ -191,12 +215,14 @@ async def load(url: str, sessions: int, turns: int, end: str) -> list[dict[str, 
         samples = audio.resample(audio.pcm16_to_float(pcm), tts.sample_rate, 16_000)
         last = int(np.flatnonzero(np.abs(samples) > 0.02)[-1]) + 1
         speech.append((audio.float_to_pcm16(samples), last / 16_000))
-    per = await asyncio.gather(*(speaker(url, s, turns, end, speech) for s in range(sessions)))
+    per = await asyncio.gather(
+        *(speaker(url, s, turns, end, speech, stagger_s) for s in range(sessions))
+    )
     return [r for seat in per for r in seat]
 
 
-def run_load(url: str, sessions: int, turns: int, end: str) -> dict[str, Any]:
-    samples = asyncio.run(load(url, sessions, turns, end))
+def run_load(url: str, sessions: int, turns: int, end: str, stagger_s: float) -> dict[str, Any]:
+    samples = asyncio.run(load(url, sessions, turns, end, stagger_s))
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {"samples": samples, "cpu_s": usage.ru_utime + usage.ru_stime}
 
@@ -213,14 +239,19 @@ def critical_path_ms(sample: dict[str, Any], end: str) -> float:
     return max(VAD_SILENCE_MS, path) if end == "vad" else path
 
 
-def level(url: str, transport: str, sessions: int, turns: int, end: str) -> dict[str, Any]:
+def level(
+    url: str, transport: str, sessions: int, turns: int, end: str, stagger_s: float
+) -> dict[str, Any]:
     ws_url = url.replace("http", "ws", 1) + "/v1/sessions"
     if transport == "socket":  # the sessions' own listener (session_socket in the config)
         ws_url = "ws://127.0.0.1:8001/v1/sessions"
     procs = ray_processes()
     cpu_before, start = cpu_seconds(procs), time.perf_counter()
     out = subprocess.run(
-        [sys.executable, "-m", "bench.capacity", "--load", ws_url, str(sessions), str(turns), end],
+        [
+            *(sys.executable, "-m", "bench.capacity", "--load", ws_url),
+            *(str(sessions), str(turns), end, str(stagger_s)),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -259,7 +290,7 @@ HEADER = (
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--load":
         url, sessions, turns, end = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-        print(json.dumps(run_load(url, sessions, turns, end)))
+        print(json.dumps(run_load(url, sessions, turns, end, float(sys.argv[6]))))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, nargs="+", default=[1, 10, 25, 50, 100, 200])
@@ -272,7 +303,21 @@ def main() -> None:
         help="socket: the sessions' own port (default); proxy: Serve's HTTP port; "
         "haproxy: Serve's HTTP port in HAProxy mode",
     )
-    parser.add_argument("--ingress", type=int, default=1, help="ingress replicas")
+    parser.add_argument("--ingress", type=int, default=2, help="ingress replicas")
+    parser.add_argument(
+        "--stagger-s",
+        type=float,
+        default=5.0,
+        help="speakers start at seeded random moments within this window (one turn cycle); "
+        "0 starts them together",
+    )
+    parser.add_argument(
+        "--streams",
+        default="on",
+        choices=["on", "off"],
+        help="on: STT and TTS streamed from the ingress (as cloud providers run); "
+        "off: one stage call per utterance and per clause",
+    )
     parser.add_argument("--out", default=str(RESULTS))
     args = parser.parse_args()
 
@@ -280,17 +325,18 @@ def main() -> None:
     raw: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "serve_config.simulated.yaml"
-        simulated_config(config, args.transport, args.ingress)
+        simulated_config(config, args.transport, args.ingress, args.streams == "on")
         with app(config, args.transport) as url:
             idle_rss = rss_mb(ray_processes())
             for end in args.end:
                 for n in args.sessions:
-                    r = level(url, args.transport, n, args.turns, end)
+                    r = level(url, args.transport, n, args.turns, end, args.stagger_s)
                     raw[f"{end}/{n}"] = r
                     rows.append(row(n, end, r, idle_rss))
                     print(rows[-1], flush=True)
     md = (
-        f"## Capacity: simulated providers, transport {args.transport}, {args.turns} turns per "
+        f"## Capacity: simulated providers, transport {args.transport}, streams {args.streams}, "
+        f"{args.ingress} ingress replica(s), {args.turns} turns per "
         f"speaker, {os.cpu_count()} cores\n\n"
         "V2V at the client; overhead = V2V minus the simulated critical path (the pause "
         f"{ONSET_MS} ms + STT {STT_MS} + LLM first token {LLM_MS} + {TOKEN_MS} ms per further "

@@ -31,7 +31,7 @@ from pipeline.voice.session import VoiceSession
 from pipeline.voice.turn import converse
 from pipeline.web.http import audio_from_request, check_bearer, check_session_id, error_response
 from pipeline.web.session_socket import PATH as SESSIONS_PATH
-from pipeline.web.session_socket import SessionListener, WebsocketsSocket
+from pipeline.web.session_socket import AiohttpSocket, SessionListener
 from pipeline.web.static import web_file
 from pipeline.web.ws import (
     POLICY_VIOLATION,
@@ -193,7 +193,7 @@ class Ingress(OpenAIRoutes):
         refused = ws_key_check(ws, _api_keys())
         await self._session(StarletteSocket(ws), refused, conversation_id)
 
-    async def _socket_session(self, sock: WebsocketsSocket) -> None:
+    async def _socket_session(self, sock: AiohttpSocket) -> None:
         """A session on the sessions' own listener (pipeline/web/session_socket.py)."""
         refused = key_check(sock.authorization, sock.query.get("api_key"), _api_keys())
         await self._session(sock, refused, sock.query.get("conversation_id"))

@@ -10,7 +10,7 @@ from ray import serve
 from deployments.cache import shared_cache
 from pipeline.config import CacheArgs, LlmArgs, Settings
 from pipeline.llm.orchestrator import Orchestrator
-from pipeline.llm.wire import with_tool_uses
+from pipeline.llm.wire import coalesced, with_tool_uses
 from pipeline.metrics import WorkCounter
 from pipeline.providers.build import build_chat, build_tool_router
 from pipeline.tools.open import ToolsOpener, ToolsState
@@ -56,7 +56,7 @@ class LLMOrchestrator:
             await self._tools.settled()  # the first turn waits for the tools' first attempt
             self._orchestrator.use_tools(self._tools.tools)
         async with self._work.track():
-            async for item in with_tool_uses(
+            items = with_tool_uses(
                 lambda on_tool, on_served: self._orchestrator.chat(
                     messages,
                     max_tokens=max_tokens,
@@ -65,7 +65,8 @@ class LLMOrchestrator:
                     final=final,
                     on_served=on_served,
                 )
-            ):
+            )
+            async for item in coalesced(items, self._args.delta_window_ms / 1000):
                 yield item
 
     def ready(self) -> dict[str, str]:

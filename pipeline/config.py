@@ -154,6 +154,13 @@ class LlmArgs(BaseModel):
     confirm_within_turns: int = Field(default=1, ge=1, le=10)
     confirm_within_s: float = Field(default=120.0, gt=0, le=3600)
     timeout_s: float = Field(default=60.0, gt=0)
+    delta_window_ms: int = Field(
+        default=50,
+        ge=0,
+        le=1000,
+        description="reply text crosses to the ingress at most this often, a clause's end at "
+        "once (every item is a Ray message); 0 = every token",
+    )
 
 
 class TtsStreamingArgs(BaseModel):

@@ -187,7 +187,7 @@ class SimulatedSttStream:
         samples = np.frombuffer(pcm16[: len(pcm16) // 2 * 2], dtype="<i2")
         if not len(samples):
             return
-        voiced = int(np.abs(samples.astype(np.int32)).max()) >= self.VOICED_PEAK
+        voiced = int(samples.max()) >= self.VOICED_PEAK or int(samples.min()) <= -self.VOICED_PEAK
         self._t += len(samples) / 16_000
         if voiced:
             if self._segment is None:

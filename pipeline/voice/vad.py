@@ -91,6 +91,8 @@ class Reframer:
         self._rest = b""
 
     def push(self, data: bytes) -> list[bytes]:
+        if not self._rest and len(data) == FRAME_BYTES:
+            return [data]  # the usual case: clients send 20 ms frames
         buf = self._rest + data
         n = len(buf) // FRAME_BYTES * FRAME_BYTES
         self._rest = buf[n:]

@@ -2,10 +2,11 @@
 
 An open microphone sends 50 frames a second. Through Serve's HTTP proxy each frame costs
 ~150 us in the proxy plus ~150 us in the ingress replica; Ray's direct ingress still runs
-each frame through uvicorn, Starlette and Serve's request wrappers (~120 us). A
-`websockets` server in the replica's own event loop hands a frame to the session in about
-half that (bench/capacity.py; numbers in the README). Every ingress replica on a node
-binds the same port with SO_REUSEPORT, so the kernel spreads new sessions over them.
+each frame through uvicorn, Starlette and Serve's request wrappers (~120 us). An aiohttp
+server (its frame reader is compiled; aiohttp comes with Ray) in the replica's own event
+loop hands a frame to the session in a third of that (bench/capacity.py; README). Every
+ingress replica on a node binds the same port with SO_REUSEPORT, so the kernel spreads
+new sessions over them.
 
 Only `/v1/sessions` is served here; everything else stays on Serve's HTTP port. SO_REUSEPORT
 would also let another application of the same user share the port and take half of the
@@ -18,13 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import weakref
 from collections.abc import Awaitable, Callable
-from http import HTTPStatus
-from urllib.parse import parse_qs, urlsplit
 
-from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
+from aiohttp import WSMsgType, web
 
 from pipeline.web.ws import Message
 
@@ -35,39 +33,37 @@ MAX_MESSAGE_BYTES = 1 << 20  # audio frames are far smaller (session_limits.max_
 RESTART = 1012  # "service restart": the client should reconnect
 
 
-class WebsocketsSocket:
-    """`SessionSocket` (pipeline/web/ws.py) over a `websockets` server connection."""
+class AiohttpSocket:
+    """`SessionSocket` (pipeline/web/ws.py) over an aiohttp WebSocket."""
 
-    def __init__(self, conn: ServerConnection) -> None:
-        self._conn = conn
-        query = parse_qs(urlsplit(conn.request.path if conn.request else "").query)
-        self.query = {k: v[0] for k, v in query.items()}
-        self.authorization = conn.request.headers.get("Authorization") if conn.request else None
+    def __init__(self, request: web.Request, ws: web.WebSocketResponse) -> None:
+        self._ws = ws
+        self.query = dict(request.query)
+        self.authorization = request.headers.get("Authorization")
 
     async def receive(self) -> Message | None:
-        try:
-            return await self._conn.recv()
-        except ConnectionClosed:
-            return None
+        message = await self._ws.receive()
+        if message.type is WSMsgType.BINARY or message.type is WSMsgType.TEXT:
+            data: Message = message.data
+            return data
+        return None  # closed, closing or a protocol error: the session ends
 
     async def send_text(self, text: str) -> None:
-        try:
-            await self._conn.send(text)
-        except ConnectionClosed as e:
-            raise ConnectionError("the client is gone") from e
+        if self._ws.closed:
+            raise ConnectionError("the client is gone")
+        await self._ws.send_str(text)
 
     async def send_bytes(self, data: bytes) -> None:
-        try:
-            await self._conn.send(data)
-        except ConnectionClosed as e:
-            raise ConnectionError("the client is gone") from e
+        if self._ws.closed:
+            raise ConnectionError("the client is gone")
+        await self._ws.send_bytes(data)
 
     async def close(self, code: int, reason: str) -> None:
-        with contextlib.suppress(ConnectionClosed, OSError):
-            await self._conn.close(code, reason)
+        with contextlib.suppress(ConnectionError, OSError):
+            await self._ws.close(code=code, message=reason.encode())
 
 
-Handler = Callable[[WebsocketsSocket], Awaitable[None]]
+Handler = Callable[[AiohttpSocket], Awaitable[None]]
 
 
 async def port_owner(host: str, port: int, timeout_s: float = 2.0) -> str | None:
@@ -77,7 +73,8 @@ async def port_owner(host: str, port: int, timeout_s: float = 2.0) -> str | None
         async with asyncio.timeout(timeout_s):
             reader, writer = await asyncio.open_connection(host, port)
             try:
-                writer.write(f"GET {OWNER_PATH} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+                request = f"GET {OWNER_PATH} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+                writer.write(request.encode())
                 status = await reader.readline()
                 while (await reader.readline()).strip():
                     pass  # headers
@@ -98,12 +95,13 @@ class SessionListener:
         """`owner` names the application: its replicas share the port, no one else."""
         self._handler = handler
         self.host, self.port, self.owner = host, port, owner
-        self._server: Server | None = None
+        self._runner: web.AppRunner | None = None
+        self._open: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self.error: str | None = None
 
     @property
     def listening(self) -> bool:
-        return self._server is not None
+        return self._runner is not None
 
     async def start(self) -> None:
         owner = await port_owner(self.host, self.port)
@@ -111,48 +109,58 @@ class SessionListener:
             who = f"application {owner!r}" if owner else "another program"
             self._refuse(f"port {self.port} is in use by {who}")
             return
+        app = web.Application()
+        app.router.add_get(PATH, self._session)
+        app.router.add_get(OWNER_PATH, self._owner)
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(
+            runner,
+            self.host,
+            self.port,
+            reuse_port=True,  # the node's other ingress replicas share the port
+            backlog=1024,  # hundreds of clients may reconnect at once after a restart
+        )
         try:
-            self._server = await serve(
-                self._serve,
-                self.host,
-                self.port,
-                reuse_port=True,  # the node's other ingress replicas share the port
-                backlog=1024,  # hundreds of clients may reconnect at once after a restart
-                compression=None,  # PCM does not compress; deflate costs ~8 us a frame
-                max_size=MAX_MESSAGE_BYTES,
-                process_request=self._route,
-                server_header=None,
-            )
+            await site.start()
         except OSError as e:
+            await runner.cleanup()
             self._refuse(f"cannot listen on {self.host}:{self.port}: {e.strerror or e}")
             return
+        self._runner = runner
         log.info("voice sessions listening on ws://%s:%d%s", self.host, self.port, PATH)
 
     def _refuse(self, why: str) -> None:
         self.error = why
         log.error("voice sessions stay on the HTTP port only: %s", why)
 
-    def _route(self, conn: ServerConnection, request: Request) -> Response | None:
-        path = urlsplit(request.path).path
-        if path == OWNER_PATH:
-            return conn.respond(HTTPStatus.OK, self.owner)
-        if path != PATH:
-            return conn.respond(HTTPStatus.NOT_FOUND, f"only {PATH} is served on this port\n")
-        return None
+    async def _owner(self, _: web.Request) -> web.Response:
+        return web.Response(text=self.owner)
 
-    async def _serve(self, conn: ServerConnection) -> None:
+    async def _session(self, request: web.Request) -> web.StreamResponse:
+        # No permessage-deflate: PCM does not compress, and inflating costs ~8 us a frame.
+        ws = web.WebSocketResponse(compress=False, max_msg_size=MAX_MESSAGE_BYTES, heartbeat=20)
+        if not ws.can_prepare(request).ok:
+            return web.Response(status=426, text=f"{PATH} takes WebSocket connections\n")
+        await ws.prepare(request)
+        self._open.add(ws)
         try:
-            await self._handler(WebsocketsSocket(conn))
+            await self._handler(AiohttpSocket(request, ws))
         except Exception:
             log.exception("session failed")
-            with contextlib.suppress(ConnectionClosed, OSError):
-                await conn.close(1011, "internal error")
+            with contextlib.suppress(ConnectionError, OSError):
+                await ws.close(code=1011, message=b"internal error")
+        finally:
+            with contextlib.suppress(ConnectionError, OSError):
+                await ws.close()
+        return ws
 
     async def close(self) -> None:
         """Stop listening; open sessions are closed with 1012 so their clients reconnect."""
-        if self._server is None:
+        runner, self._runner = self._runner, None
+        if runner is None:
             return
-        self._server.close(close_connections=True, code=RESTART, reason="server restarting")
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._server.wait_closed(), timeout=10)
-        self._server = None
+        closing = [ws.close(code=RESTART, message=b"server restarting") for ws in list(self._open)]
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), timeout=10)
+        await runner.cleanup()

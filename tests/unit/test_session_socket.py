@@ -19,7 +19,7 @@ from websockets.exceptions import InvalidStatus
 from pipeline.config import SessionLimits
 from pipeline.voice.session import VoiceSession
 from pipeline.web.client import VoiceClient
-from pipeline.web.session_socket import SessionListener, WebsocketsSocket, port_owner
+from pipeline.web.session_socket import AiohttpSocket, SessionListener, port_owner
 from pipeline.web.ws import key_check, senders, serve_session
 from tests.fakes import FakeStt, fake_backend
 from tests.ports import free_port
@@ -28,7 +28,7 @@ from tests.speech import pcm16k, silence
 OWNER = "cluster-a/jarvis"
 
 
-async def run_session(sock: WebsocketsSocket, *, idle_timeout_s: float = 30.0) -> None:
+async def run_session(sock: AiohttpSocket, *, idle_timeout_s: float = 30.0) -> None:
     send_event, send_audio = senders(sock)
     session = VoiceSession(
         fake_backend(stt=FakeStt(transcripts="What is the status of load 427?")),
@@ -45,7 +45,7 @@ async def run_session(sock: WebsocketsSocket, *, idle_timeout_s: float = 30.0) -
 async def listening(
     port: int, owner: str = OWNER, *, idle_timeout_s: float = 30.0
 ) -> AsyncIterator[SessionListener]:
-    async def handler(sock: WebsocketsSocket) -> None:
+    async def handler(sock: AiohttpSocket) -> None:
         await run_session(sock, idle_timeout_s=idle_timeout_s)
 
     listener = SessionListener(handler, host="127.0.0.1", port=port, owner=owner)
