@@ -68,10 +68,10 @@ def simulated_config(
     for d in app["deployments"]:
         d["max_ongoing_requests"] = 2000
         d["ray_actor_options"] = {**d.get("ray_actor_options", {}), "num_cpus": 0.1}
-        d["autoscaling_config"] = {"min_replicas": 1, "max_replicas": 1}
+        d.pop("autoscaling_config", None)
+        d["num_replicas"] = 1
         if d["name"] == "Ingress":
-            n = 2 if transport == "haproxy" else ingress_replicas
-            d["autoscaling_config"] = {"min_replicas": n, "max_replicas": n}
+            d["num_replicas"] = 2 if transport == "haproxy" else ingress_replicas
     path.write_text(yaml.safe_dump(config))
 
 
