@@ -113,10 +113,14 @@ def deepgram_live_hears(fakes: CloudFakes, text: str) -> Iterator[None]:
     off by a speculative Finalize mid-question (the tail of a word) hears nothing."""
     fakes.deepgram.script(text)
     fakes.deepgram.transcribe = lambda _voiced_s: ""
+    # An interim result every 0.1 s of audio: the first segment ends at the question's first
+    # pause (a speculative Finalize), which may come before 0.5 s of it reached the socket.
+    every, fakes.deepgram.interim_every_s = fakes.deepgram.interim_every_s, 0.1
     try:
         yield
     finally:
         fakes.deepgram.transcribe = default_transcribe
+        fakes.deepgram.interim_every_s = every
 
 
 def post_turn(app: ServeApp, wav: bytes) -> dict[str, Any]:
@@ -210,12 +214,14 @@ def test_standalone_fakes_print_their_exports() -> None:
 
 
 def test_readyz_names_the_cloud_providers(cloud_app: CloudApp) -> None:
+    port = cloud_app.config["applications"][0]["args"]["session_socket"]["port"]
     assert cloud_app.models() == {
         "stt": "deepgram",
         "llm": "openai",
         "tools": "on",  # OpenAI tool calling over the embedded Postgres
         "tts": f"elevenlabs {RATE} Hz",
         "cache": "on",
+        "session_socket": f"port {port}",
     }
 
 

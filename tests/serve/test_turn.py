@@ -33,6 +33,7 @@ def test_health_and_readiness(serve_app: ServeApp) -> None:
         "tts",
         "tools",
         "cache",
+        "session_socket",
     }
     assert ready["models"]["tools"] == "on"  # embedded Postgres: DATABASE_URL is unset
 
