@@ -7,6 +7,7 @@ OpenAI-compatible routes live in `openai_routes.py` (inherited), the stage handl
 import asyncio
 import base64
 import functools
+import ipaddress
 import logging
 import uuid
 from typing import Any
@@ -54,6 +55,13 @@ OPEN_PATHS = frozenset(
 @functools.cache
 def _api_keys() -> frozenset[str]:
     return Settings().api_key_set()
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @app.middleware("http")
@@ -105,6 +113,8 @@ class Ingress(OpenAIRoutes):
         """Graceful shutdown (Serve awaits this): close the sessions' listener (clients get
         1012 and reconnect), write the turns still queued, then close."""
         await self._listener.close()
+        if self._tts_streams is not None:
+            await self._tts_streams.aclose()  # pooled provider sockets, closed politely
         if not await self._conversations.flush(timeout_s=10):
             pending = self._conversations.stats()["pending"]
             log.error("shutting down with %d conversation turns unwritten", pending)
@@ -145,13 +155,16 @@ class Ingress(OpenAIRoutes):
         return {"status": "ready", "models": models}
 
     @app.get("/v1/sessions/endpoint")
-    async def sessions_endpoint(self) -> dict[str, Any]:
+    async def sessions_endpoint(self, request: Request) -> dict[str, Any]:
         """Where voice sessions are cheapest: the sessions' own port when it is listening
-        (clients keep the host they reached this page on), else null: use this port."""
+        and reachable by this client (clients keep the host they reached this page on),
+        else null: use this port."""
         listen = self._args.session_socket
+        client = request.client.host if request.client else ""
+        reachable = self._listener.listening and (not _loopback(listen.host) or _loopback(client))
         return {
             "path": SESSIONS_PATH,
-            "port": self._listener.port if self._listener.listening else None,
+            "port": self._listener.port if reachable else None,
             "url": listen.public_url,
         }
 

@@ -120,20 +120,33 @@ async function start() {
     const node = new AudioWorkletNode(state.micCtx, "mic-capture");
     source.connect(node);
     const key = $("apikey").value.trim();
-    const url = await sessionsUrl();
-    state.ws = new WebSocket(`${url}${key ? "?api_key=" + encodeURIComponent(key) : ""}`);
-    window.jarvis.sessionsUrl = url;
-    state.ws.binaryType = "arraybuffer";
+    const query = key ? "?api_key=" + encodeURIComponent(key) : "";
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    const here = `${proto}//${location.host}/v1/sessions`;
     node.port.onmessage = (m) => { if (state.ws && state.ws.readyState === WebSocket.OPEN) state.ws.send(m.data); };
-    state.ws.onmessage = (m) => {
-      if (typeof m.data !== "string") {
-        if (state.firstAudioAt === null || state.firstAudioAt === undefined) state.firstAudioAt = performance.now();
-        playPcm(m.data); return;
-      }
-      const e = JSON.parse(m.data); window.jarvis.events.push(e.type);
-      (handlers[e.type] || (() => {}))(e);
+    const connect = (url) => {
+      window.jarvis.sessionsUrl = url;
+      const ws = new WebSocket(url + query);
+      state.ws = ws;
+      ws.binaryType = "arraybuffer";
+      let created = false;
+      ws.onmessage = (m) => {
+        if (typeof m.data !== "string") {
+          if (state.firstAudioAt === null || state.firstAudioAt === undefined) state.firstAudioAt = performance.now();
+          playPcm(m.data); return;
+        }
+        const e = JSON.parse(m.data); window.jarvis.events.push(e.type);
+        if (e.type === "session.created") created = true;
+        (handlers[e.type] || (() => {}))(e);
+      };
+      ws.onclose = (e) => {
+        if (state.ws && state.ws !== ws) return;
+        // The sessions port unreachable from here (a firewall, another node): this origin.
+        if (!created && url !== here && e.code === 1006) { connect(here); return; }
+        setStatus(`closed (${e.code}${e.reason ? ": " + e.reason : ""})`, e.code === 1000 ? "" : "error"); stop();
+      };
     };
-    state.ws.onclose = (e) => { setStatus(`closed (${e.code}${e.reason ? ": " + e.reason : ""})`, e.code === 1000 ? "" : "error"); stop(); };
+    connect(await sessionsUrl());
     $("stop").disabled = false;
   } catch (err) {
     setStatus("error: " + err.message, "error"); $("start").disabled = false;

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pipeline.types import OnServed, OnTool, Served, ToolUse
 
 Chat = Callable[[OnTool, OnServed], AsyncIterator[str]]
 T = TypeVar("T")
 CLAUSE_END = frozenset(",.;:!?")
+_END = object()
 EAGER_CHARS = 64  # twice the default first clause (session.first_clause_max_chars)
 
 
@@ -57,36 +58,49 @@ async def coalesced(items: AsyncIterator[T], window_s: float) -> AsyncIterator[T
     """Text deltas joined into one item per `window_s`. The first `EAGER_CHARS` go token by
     token (the first clause is on the critical path: the session may cut it anywhere),
     later a delta that ends a clause goes at once and the rest wait at most `window_s`,
-    while the first clause is already playing. Other items keep their place. 0 passes every
-    item through."""
+    while the first clause is already playing. Other items keep their place; an error of
+    `items` comes after the text before it. 0 passes every item through."""
     if window_s <= 0:
         async for item in items:
             yield item
         return
     loop = asyncio.get_running_loop()
-    source = aiter(items)
-    pending: asyncio.Task[T] | None = None
+    queue: asyncio.Queue[tuple[Any, BaseException | None]] = asyncio.Queue()
+
+    async def pump() -> None:
+        # One task runs the whole source: a deadline it holds across its yields (a
+        # provider's generation timeout) belongs to the task that entered it.
+        try:
+            async for item in items:
+                queue.put_nowait((item, None))
+        except Exception as e:
+            queue.put_nowait((_END, e))
+        else:
+            queue.put_nowait((_END, None))
+
+    pumping = asyncio.create_task(pump())
     held: list[str] = []
     due, sent = 0.0, 0
     try:
         while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(source))
             if held:
-                done, _ = await asyncio.wait({pending}, timeout=max(0.0, due - loop.time()))
-                if not done:
+                try:
+                    async with asyncio.timeout_at(due):
+                        item, error = await queue.get()
+                except TimeoutError:
                     text = "".join(held)
                     held.clear()
                     sent += len(text)
                     yield text
                     continue
-            try:
-                item = await pending
-            except StopAsyncIteration:
-                break
-            finally:
-                if pending.done():
-                    pending = None
+            else:
+                item, error = await queue.get()
+            if item is _END:
+                if held:
+                    yield "".join(held)
+                if error is not None:
+                    raise error
+                return
             if not isinstance(item, str):
                 if held:
                     yield "".join(held)
@@ -101,13 +115,7 @@ async def coalesced(items: AsyncIterator[T], window_s: float) -> AsyncIterator[T
                 held.clear()
                 sent += len(text)
                 yield text
-        if held:
-            yield "".join(held)
     finally:
-        if pending is not None:
-            pending.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pending
-        aclose = getattr(source, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        pumping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pumping

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 
 import numpy as np
@@ -409,7 +410,10 @@ class SimulatedTtsStreams:
         self.sample_rate = sample_rate
         self._first_audio_ms, self._speed = first_audio_ms, speed
         self._jitter, self._seed = jitter, seed
-        self.opened: list[SimulatedTtsStream] = []
+        self.count = 0
+        # The latest streams, for tests to look into; the ingress opens one per reply for
+        # its whole life, so never all of them.
+        self.opened: deque[SimulatedTtsStream] = deque(maxlen=16)
 
     async def open(self) -> TtsStream:
         stream = SimulatedTtsStream(
@@ -417,8 +421,9 @@ class SimulatedTtsStreams:
             first_audio_ms=self._first_audio_ms,
             speed=self._speed,
             jitter=self._jitter,
-            seed=self._seed + len(self.opened),
+            seed=self._seed + self.count,
         )
+        self.count += 1
         self.opened.append(stream)
         return stream
 

@@ -69,6 +69,8 @@ class LiveTranscriber:
         self._last: _Request | None = None
         self.tainted = False  # the stream dropped during this turn: do not trust its text
         self.alive = True
+        self._closing = False
+        self._closer: asyncio.Task[None] | None = None
         self._reader = asyncio.create_task(self._read(), name=f"live-stt-{provider}")
 
     @property
@@ -101,7 +103,11 @@ class LiveTranscriber:
             async with asyncio.timeout(self._finalize_timeout_s):
                 return await asyncio.shield(request.answer)
         except TimeoutError as e:
-            raise TransientProviderError("no final in time", provider=self.provider) from e
+            # Finalizes are answered in order: one left unanswered would pair every later
+            # answer with the wrong turn. The stream is not trusted again.
+            error = TransientProviderError("no final in time", provider=self.provider)
+            await self._lose(error)
+            raise error from e
 
     def commit(self) -> None:
         """The turn ended on the last request's text: the finals it covered are taken (when it
@@ -120,22 +126,30 @@ class LiveTranscriber:
         self.tainted = False
 
     async def aclose(self) -> None:
+        """Close the stream (results it flushes are read, not passed on: the client may be
+        gone) and stop reading."""
         self.alive = False
+        self._closing = True
+        await (self._closer or self._close_stream())
+        await asyncio.wait({self._reader}, timeout=3.0)
+        self._reader.cancel()
+        self._fail_requests(ProviderError("the live stream is closed", provider=self.provider))
+
+    async def _close_stream(self) -> None:
         with contextlib.suppress(ProviderError):
             await self._stream.aclose()
-        try:
-            async with asyncio.timeout(3.0):
-                await self._reader
-        except (TimeoutError, asyncio.CancelledError):
-            self._reader.cancel()
-        self._fail_requests(ProviderError("the live stream is closed", provider=self.provider))
 
     # -- events ------------------------------------------------------------------------------
 
     async def _read(self) -> None:
         try:
             async for event in self._stream.events():
-                await self._handlers.get(type(event), LiveTranscriber._ignore)(self, event)
+                if self._closing:
+                    continue
+                try:
+                    await self._handlers.get(type(event), LiveTranscriber._ignore)(self, event)
+                except ConnectionError:
+                    continue  # the client is gone (its session is closing): keep reading
         except ProviderError as e:
             await self._lose(e)
         finally:
@@ -231,5 +245,9 @@ class LiveTranscriber:
             type(error).__name__,
         )
         self._fail_requests(error)
+        # Closed here, not by the session: it stops routing to this transcriber at once, and
+        # a stream left open would keep its socket (and KeepAlives) for nothing. In the
+        # background: the turn that noticed goes on without waiting for the goodbye.
+        self._closer = asyncio.create_task(self._close_stream())
         if self._on_lost is not None:
             await self._on_lost()

@@ -180,6 +180,8 @@ async def streamed_clauses(
                 await speak(clause)
         except BaseException:
             await stream.cancel()  # the consumer stops waiting for audio
+            if fallback is not None:
+                fallback.put_nowait(None)  # ... or for clauses: it then raises the failure
             raise
         produced = True
         if fallback is not None:
@@ -257,3 +259,4 @@ async def _in_order(
         feeder.cancel()
         for task in started:
             task.cancel()
+        await asyncio.gather(feeder, *started, return_exceptions=True)

@@ -69,8 +69,9 @@ Handler = Callable[[AiohttpSocket], Awaitable[None]]
 async def port_owner(host: str, port: int, timeout_s: float = 2.0) -> str | None:
     """The application listening on host:port (None if nothing listens); "" if what
     listens is not a session listener."""
+    deadline = asyncio.timeout(timeout_s)
     try:
-        async with asyncio.timeout(timeout_s):
+        async with deadline:
             reader, writer = await asyncio.open_connection(host, port)
             try:
                 request = f"GET {OWNER_PATH} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
@@ -81,10 +82,8 @@ async def port_owner(host: str, port: int, timeout_s: float = 2.0) -> str | None
                 body = await reader.read(1024)
             finally:
                 writer.close()
-    except TimeoutError:  # before OSError, its base class: something listens, mute
-        return ""
-    except OSError:
-        return None
+    except OSError:  # TimeoutError is one: ours means something listens but is mute
+        return "" if deadline.expired() else None
     return body.decode(errors="replace").strip() if b" 200 " in status else ""
 
 
@@ -98,13 +97,23 @@ class SessionListener:
         self._runner: web.AppRunner | None = None
         self._open: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self.error: str | None = None
+        self._closed = False
 
     @property
     def listening(self) -> bool:
         return self._runner is not None
 
     async def start(self) -> None:
+        try:
+            await self._start()
+        except Exception as e:  # the HTTP routes and Serve's /v1/sessions still serve
+            log.exception("the sessions' listener did not start")
+            self._refuse(f"did not start: {type(e).__name__}: {e}")
+
+    async def _start(self) -> None:
         owner = await port_owner(self.host, self.port)
+        if self._closed:
+            return
         if owner is not None and owner != self.owner:
             who = f"application {owner!r}" if owner else "another program"
             self._refuse(f"port {self.port} is in use by {who}")
@@ -126,6 +135,9 @@ class SessionListener:
         except OSError as e:
             await runner.cleanup()
             self._refuse(f"cannot listen on {self.host}:{self.port}: {e.strerror or e}")
+            return
+        if self._closed:  # shut down while starting: accept no session
+            await runner.cleanup()
             return
         self._runner = runner
         log.info("voice sessions listening on ws://%s:%d%s", self.host, self.port, PATH)
@@ -156,7 +168,9 @@ class SessionListener:
         return ws
 
     async def close(self) -> None:
-        """Stop listening; open sessions are closed with 1012 so their clients reconnect."""
+        """Stop listening (also a start still under way); open sessions are closed with
+        1012 so their clients reconnect."""
+        self._closed = True
         runner, self._runner = self._runner, None
         if runner is None:
             return

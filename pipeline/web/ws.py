@@ -89,26 +89,38 @@ async def serve_session(
 ) -> None:
     """Pump frames into `session` until the client leaves, idles out or breaks the rules."""
     loop = asyncio.get_running_loop()
-    # One deadline moved per message: `wait_for` would wrap every 20 ms frame in a task.
-    idle = asyncio.timeout(idle_timeout_s)
+    last = loop.time()
+    closing: asyncio.Future[None] | None = None
+    timer: asyncio.TimerHandle
+
+    # One timer per session, re-armed only when it fires: a deadline moved per message (or
+    # `wait_for`, a task per 20 ms frame) would cost more than the frame's own work, and
+    # closing the socket ends `receive()` without cancelling the session's work midway.
+    def idle_check() -> None:
+        nonlocal timer, closing
+        left = last + idle_timeout_s - loop.time()
+        if left > 0:
+            timer = loop.call_later(left, idle_check)
+        else:
+            closing = asyncio.ensure_future(sock.close(1000, f"idle for {idle_timeout_s:g} s"))
+
+    timer = loop.call_later(idle_timeout_s, idle_check)
     try:
         await session.start()
-        async with idle:
-            while (message := await sock.receive()) is not None:
-                idle.reschedule(loop.time() + idle_timeout_s)
-                if isinstance(message, bytes):
-                    await session.on_audio(message)
-                else:
-                    await session.on_text(message)
-    except TimeoutError:
-        if not idle.expired():
-            raise
-        await sock.close(1000, f"idle for {idle_timeout_s:g} s")
+        while (message := await sock.receive()) is not None:
+            last = loop.time()
+            if isinstance(message, bytes):
+                await session.on_audio(message)
+            else:
+                await session.on_text(message)
     except SessionClosed as e:
         await sock.close(e.code, e.reason)
     except (WebSocketDisconnect, RuntimeError, ConnectionError):
         pass  # the client vanished mid-send
     finally:
+        timer.cancel()
+        if closing is not None:
+            await closing
         await session.close()  # nothing keeps generating for a client that is gone
 
 

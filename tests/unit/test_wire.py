@@ -60,3 +60,26 @@ async def test_closing_early_stops_the_source() -> None:
     assert await anext(stream) == "a"
     await stream.aclose()  # type: ignore[attr-defined]
     assert ended == [True]
+
+
+async def test_a_deadline_the_source_holds_still_fires() -> None:
+    """A provider's generation timeout spans its yields: it must still cut a stalled stream."""
+
+    async def stalls() -> AsyncIterator[str]:
+        async with asyncio.timeout(0.3):
+            for word in [*FIRST, " and", " then"]:
+                yield word
+            await asyncio.sleep(5)  # the model stalls
+            yield " never"
+
+    out: list[object] = []
+
+    async def consume() -> None:
+        async for item in coalesced(stalls(), window_s=0.05):
+            out.append(item)
+
+    task = asyncio.create_task(consume())
+    done, _ = await asyncio.wait({task}, timeout=3)  # far above the source's 0.3 s
+    assert done, "the source's deadline did not fire"
+    assert isinstance(task.exception(), TimeoutError)
+    assert "".join(map(str, out)) == "".join([*FIRST, " and", " then"])  # text first
