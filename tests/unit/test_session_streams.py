@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 
 from pipeline.config import SessionLimits, SessionOptions
+from pipeline.errors import ProviderError
 from pipeline.providers.deepgram import DeepgramLiveStreams
 from pipeline.providers.elevenlabs import ElevenLabsSocketPool, ElevenLabsStreams
 from pipeline.providers.in_process import LocalBackend
 from pipeline.providers.simulated import SimulatedSttStreams, SimulatedTtsStreams
-from pipeline.providers.streams import LiveStt, TtsStreams
+from pipeline.providers.streams import LiveStt, SpeechChunk, TtsStream, TtsStreams
 from pipeline.types import ChatMessage, TurnRecord
 from pipeline.voice.session import VoiceSession
 from tests.fakes import FakeChat, FakeStt, FakeTts, fake_backend
@@ -317,6 +318,58 @@ async def test_a_tts_stream_that_cannot_open_speaks_clause_by_clause(
     done = await got.wait_for("response.done", limit_s=LIMIT_S)
     assert " ".join(tts.texts) == REPLY and audio_of(got) == b"".join(map(tts.pcm, tts.texts))
     assert done["providers"]["tts"] == "fake-tts" and not done["latency"]["tts_streamed"]
+
+
+class SendFails:
+    """A scripted TTS stream that opens, then refuses its first text (before any audio)."""
+
+    def __init__(self) -> None:
+        self._ended = asyncio.Event()
+
+    async def send(self, text: str) -> None:
+        raise ProviderError("the context was dropped", provider="scripted-tts")
+
+    async def flush(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        self._ended.set()
+
+    async def cancel(self) -> None:
+        self._ended.set()
+
+    async def chunks(self) -> AsyncIterator[SpeechChunk]:
+        await self._ended.wait()
+        return
+        yield  # an async generator that ends without audio
+
+
+class SendFailsStreams:
+    name, sample_rate = "scripted-tts", 16_000
+
+    async def open(self) -> TtsStream:
+        return SendFails()
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_an_llm_failure_after_the_tts_stream_failed_still_ends_the_reply(
+    opened: Opened,
+) -> None:
+    """The reply fell back to clause-by-clause TTS, then the LLM failed: an error event, not
+    a reply waiting forever for clauses that never come."""
+    chat = FakeChat(
+        replies=REPLY, token_delay_s=0.05, fail=ProviderError("model gone", provider="x")
+    )
+    chat.fail_after = 8  # after the first clause, "It left Denver at noon,"
+    session, got = await opened.open(
+        fake_backend(stt=FakeStt(transcripts=ASKED), chat=chat), tts_streams=SendFailsStreams()
+    )
+    await stream(session, question())
+    failed = await got.wait_for("error", limit_s=LIMIT_S)
+    assert failed["code"] == "response_failed"
+    assert not got.events("response.done")
 
 
 # ----- barge-in -----------------------------------------------------------------------
