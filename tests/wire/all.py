@@ -33,10 +33,10 @@ from typing import Any, TypeVar
 
 import uvicorn
 
-from tests.wire import elevenlabs_server, openai_server
 from tests.wire.deepgram_server import DeepgramServer
 from tests.wire.elevenlabs_server import ElevenLabsServer
 from tests.wire.openai_server import FakeOpenAI
+from tests.wire.threaded import uvicorn_server
 
 T = TypeVar("T")
 DEFAULT_KEY = "test-key"
@@ -79,23 +79,6 @@ def _advertised(host: str) -> str:
     return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host
 
 
-def _uvicorn(app: Any, host: str, port: int, **options: Any) -> uvicorn.Server:
-    return uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=host,
-            port=port,
-            http="h11",
-            lifespan="off",
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=1,
-            **options,
-        )
-    )
-
-
 def _bound_port(server: uvicorn.Server) -> int:
     return int(server.servers[0].sockets[0].getsockname()[1])
 
@@ -116,11 +99,9 @@ def cloud_fakes(
     openai = FakeOpenAI(api_key=key, port=openai_port or None)  # the bound port is set below
     elevenlabs = ElevenLabsServer(api_key=key, port=elevenlabs_port or None)
     servers = {
-        "openai": _uvicorn(openai.app, host, openai_port),
-        "elevenlabs": _uvicorn(elevenlabs.app, host, elevenlabs_port, ws="websockets-sansio"),
+        "openai": uvicorn_server(openai.app, host, openai_port),
+        "elevenlabs": uvicorn_server(elevenlabs.app, host, elevenlabs_port, ws="websockets-sansio"),
     }
-    logging.getLogger("uvicorn.error").addFilter(openai_server._QUIET_DROPS)
-    logging.getLogger("uvicorn.error").addFilter(elevenlabs_server._QUIET_DROPS)
     loop = asyncio.new_event_loop()
     started = threading.Event()
     failure: list[BaseException] = []

@@ -40,10 +40,8 @@ import argparse
 import asyncio
 import base64
 import json
-import logging
 import signal
 import threading
-import time
 import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Iterator
@@ -51,13 +49,14 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-import uvicorn
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
+
+from tests.wire.threaded import Dropped, ThreadedServer
 
 PCM_RATES = frozenset({8000, 16000, 22050, 24000, 32000, 44100, 48000})
 MS_PER_CHAR = 10
@@ -179,18 +178,6 @@ class Close:
     reason: str
 
 
-class _Dropped(Exception):
-    """Raised inside a streaming body: uvicorn closes the connection mid-response."""
-
-
-class _QuietDrops(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], _Dropped))
-
-
-_QUIET_DROPS = _QuietDrops()  # one instance: adding it again is a no-op
-
-
 class ElevenLabsServer:
     """The server, on its own thread and event loop: `with ElevenLabsServer() as fake:` (or
     `start()` / `stop()`); point clients at `fake.base_url` with `fake.api_key`."""
@@ -229,9 +216,6 @@ class ElevenLabsServer:
         self._faults: dict[str, deque[int]] = {"http": deque(), "ws": deque()}
         self._cuts: deque[int] = deque()
         self._sessions: set[_Session] = set()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
         self.app = Starlette(
             routes=[
                 Route("/v1/text-to-speech/{voice_id}/stream", self._speech, methods=["POST"]),
@@ -242,6 +226,9 @@ class ElevenLabsServer:
                 Route("/_fake/drop_sockets", self._drop_route, methods=["POST"]),
                 Route("/_fake/log", self._log_route, methods=["GET"]),
             ]
+        )
+        self._serving = ThreadedServer(
+            self.app, self.port, "fake-elevenlabs", ws="websockets-sansio"
         )
 
     @property
@@ -270,9 +257,9 @@ class ElevenLabsServer:
     def drop_sockets(self, *numbers: int) -> None:
         """Close the open sockets numbered `numbers` (in opening order from 0; all if none)
         without a close frame, a network drop; returns once they are gone."""
-        if self._loop is not None:
+        if self._serving.loop is not None:
             drop = self._drop(*numbers)
-            asyncio.run_coroutine_threadsafe(drop, self._loop).result(timeout=5)
+            asyncio.run_coroutine_threadsafe(drop, self._serving.loop).result(timeout=5)
 
     async def _drop(self, *numbers: int) -> None:
         sessions = [s for s in self._sessions if not numbers or s.number in numbers]
@@ -288,46 +275,13 @@ class ElevenLabsServer:
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> ElevenLabsServer:
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self.port,
-            http="h11",
-            ws="websockets-sansio",
-            lifespan="off",
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=1,
-        )
-        logging.getLogger("uvicorn.error").addFilter(_QUIET_DROPS)
-        self._server = server = uvicorn.Server(config)
-        started = threading.Event()
-
-        async def serve() -> None:
-            self._loop = asyncio.get_running_loop()
-            started.set()
-            await server.serve()
-
-        self._thread = threading.Thread(
-            target=lambda: asyncio.run(serve()), name=f"fake-elevenlabs-{self.port}", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not (started.is_set() and server.started):
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the fake ElevenLabs server did not start on port {self.port}")
-            time.sleep(0.005)
+        self._serving.start()
         return self
 
     def stop(self) -> None:
-        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+        if self._serving.running:
             self.drop_sockets()
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = self._loop = None
+        self._serving.stop()
 
     def __enter__(self) -> ElevenLabsServer:
         return self.start()
@@ -377,7 +331,7 @@ class ElevenLabsServer:
         for chunk in _chunks(pcm, rate * self.chunk_ms // 1000 * 2):
             if cut is not None and sent + len(chunk) > cut:
                 yield chunk[: cut - sent]
-                raise _Dropped("scripted cut mid-stream")
+                raise Dropped("scripted cut mid-stream")
             yield chunk
             sent += len(chunk)
             if self.chunk_delay_s:

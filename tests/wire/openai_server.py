@@ -49,6 +49,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.wire.threaded import QUIET_DROPS, Dropped, ThreadedServer
+
 # An alias resolves to a dated snapshot in the `model` field of every response.
 SNAPSHOTS = {"gpt-4o-mini": "gpt-4o-mini-2024-07-18", "gpt-4o": "gpt-4o-2024-08-06"}
 _TOKEN = re.compile(r"\s*\S+")
@@ -101,18 +103,6 @@ class Recorded:
     @property
     def messages(self) -> list[dict[str, Any]]:
         return list(self.body.get("messages") or [])
-
-
-class _Dropped(Exception):
-    """Raised inside a streaming body: uvicorn closes the connection mid-response."""
-
-
-class _QuietDrops(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], _Dropped))
-
-
-_QUIET_DROPS = _QuietDrops()
 
 
 _ERRORS: dict[int, tuple[str, str, str | None]] = {  # status: (message, type, code)
@@ -249,9 +239,6 @@ class FakeOpenAI:
         self._replies: deque[Reply] = deque()
         self._ids = itertools.count(1)
         self._closing = asyncio.Event()  # set on the server's loop: stalled streams end
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._completions, methods=["POST"]),
@@ -260,6 +247,7 @@ class FakeOpenAI:
                 Route("/_fake/reset", self._reset_route, methods=["POST"]),
             ]
         )
+        self._serving = ThreadedServer(self.app, self.port, "fake-openai")
 
     @property
     def base_url(self) -> str:
@@ -295,44 +283,16 @@ class FakeOpenAI:
     # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> FakeOpenAI:
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self.port,
-            http="h11",
-            lifespan="off",
-            log_config=None,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=1,
-        )
-        logging.getLogger("uvicorn.error").addFilter(_QUIET_DROPS)
-        server = self._server = uvicorn.Server(config)
-
-        async def serve() -> None:
-            self._loop = asyncio.get_running_loop()
+        def on_loop() -> None:
             self._closing = asyncio.Event()
-            await server.serve()
 
-        self._thread = threading.Thread(
-            target=asyncio.run, args=(serve(),), name=f"fake-openai-{self.port}", daemon=True
-        )
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"the fake OpenAI server did not start on port {self.port}")
-            time.sleep(0.005)
+        self._serving.start(on_loop)
         return self
 
     def stop(self) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._closing.set)
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        self._server = self._thread = self._loop = None
+        if self._serving.loop is not None:
+            self._serving.loop.call_soon_threadsafe(self._closing.set)
+        self._serving.stop()
 
     def __enter__(self) -> FakeOpenAI:
         return self.start()
@@ -390,7 +350,7 @@ class FakeOpenAI:
     async def _stall(self) -> None:
         """Send nothing until the client gives up (Starlette cancels us) or the server stops."""
         await self._closing.wait()
-        raise _Dropped("server stopping")
+        raise Dropped("server stopping")
 
     # -- control, for the standalone server -----------------------------------------------
 
@@ -505,7 +465,7 @@ class _Completion:
             await asyncio.sleep(self.first_delay)
             for i, step in enumerate(self._steps()):
                 if i == reply.drop_after:
-                    raise _Dropped(f"scripted drop after {i} chunks")
+                    raise Dropped(f"scripted drop after {i} chunks")
                 if i == reply.stall_after:
                     await self.server._stall()
                 if i > 0:
@@ -579,7 +539,7 @@ def main() -> None:
         first_token_delay_s=args.first_token_delay,
         token_delay_s=args.token_delay,
     )
-    logging.getLogger("uvicorn.error").addFilter(_QUIET_DROPS)
+    logging.getLogger("uvicorn.error").addFilter(QUIET_DROPS)
     print(f"fake OpenAI at http://{args.host}:{args.port}/v1 (key {args.api_key})", flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         uvicorn.run(fake.app, host=args.host, port=args.port, http="h11", log_level="info")
