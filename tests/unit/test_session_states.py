@@ -19,6 +19,7 @@ import pytest
 from pipeline.config import SessionLimits, SessionOptions
 from pipeline.errors import SpeculativeWriteRefused
 from pipeline.providers.in_process import LocalBackend
+from pipeline.providers.streams import LiveStt, TtsStreams
 from pipeline.tools.registry import ToolResult
 from pipeline.tools.router import ToolCall
 from pipeline.types import ChatMessage, ToolUse, TurnRecord
@@ -70,7 +71,9 @@ def blip() -> bytes:
 class Sessions:
     """Opens sessions over a backend, collecting their output; closes them after the test."""
 
-    def __init__(self) -> None:
+    def __init__(self, **defaults: Any) -> None:
+        """`defaults`: session options of every session opened (a test's own win)."""
+        self.defaults = defaults
         self.opened: list[VoiceSession] = []
 
     async def open(
@@ -81,6 +84,8 @@ class Sessions:
         limits: SessionLimits | None = None,
         history: list[ChatMessage] | None = None,
         conversation_id: str | None = None,
+        live_stt: LiveStt | None = None,
+        tts_streams: TtsStreams | None = None,
         **options: Any,
     ) -> tuple[VoiceSession, Received]:
         got = Received()
@@ -90,12 +95,14 @@ class Sessions:
             send_audio=got.on_audio,
             output_rate=backend.sample_rate,
             system_prompt=SYSTEM,
-            options=SessionOptions(**options),
+            options=SessionOptions(**(self.defaults | options)),
             # tests stream faster than real time unless they test exactly that
             limits=limits or SessionLimits(realtime_burst_s=600),
             conversation_id=conversation_id,
             history=history,
             on_turn=turns.append if turns is not None else None,
+            live_stt=live_stt,
+            tts_streams=tts_streams,
         )
         self.opened.append(session)
         await session.start()

@@ -17,19 +17,16 @@ from typing import Any
 
 import pytest
 
-from pipeline.config import SessionLimits, SessionOptions
 from pipeline.errors import ProviderError
 from pipeline.providers.deepgram import DeepgramLiveStreams
 from pipeline.providers.elevenlabs import ElevenLabsSocketPool, ElevenLabsStreams
-from pipeline.providers.in_process import LocalBackend
 from pipeline.providers.simulated import SimulatedSttStreams, SimulatedTtsStreams
-from pipeline.providers.streams import LiveStt, SpeechChunk, TtsStream, TtsStreams
+from pipeline.providers.streams import LiveStt, SpeechChunk, TtsStream
 from pipeline.types import ChatMessage, TurnRecord
-from pipeline.voice.session import VoiceSession
 from tests.fakes import FakeChat, FakeStt, FakeTts, fake_backend
 from tests.session_driver import Received, stream
 from tests.speech import QUESTIONS, pcm16k, silence
-from tests.unit.test_session_states import FIRST_CLAUSE, HELD_AFTER, LONG, frames_only
+from tests.unit.test_session_states import FIRST_CLAUSE, HELD_AFTER, LONG, Sessions, frames_only
 from tests.wire.deepgram_server import DeepgramServer
 from tests.wire.elevenlabs_server import ElevenLabsServer, synth_pcm
 
@@ -85,42 +82,12 @@ def live_deepgram(dg: DeepgramServer, *, end_of_turn: str = "vad", **kw: Any) ->
     )
 
 
-class Opened:
-    def __init__(self) -> None:
-        self.sessions: list[VoiceSession] = []
-
-    async def open(
-        self,
-        backend: LocalBackend,
-        *,
-        live_stt: LiveStt | None = None,
-        tts_streams: TtsStreams | None = None,
-        turns: list[TurnRecord] | None = None,
-        **options: Any,
-    ) -> tuple[VoiceSession, Received]:
-        got = Received()
-        session = VoiceSession(
-            backend,
-            send_event=got.on_event,
-            send_audio=got.on_audio,
-            output_rate=16_000,
-            system_prompt="You are a test assistant.",
-            options=SessionOptions(**({"vad_onset_ms": ONSET_MS} | options)),
-            limits=SessionLimits(realtime_burst_s=600),
-            on_turn=turns.append if turns is not None else None,
-            live_stt=live_stt,
-            tts_streams=tts_streams,
-        )
-        self.sessions.append(session)
-        await session.start()
-        return session, got
-
-
 @pytest.fixture
-async def opened() -> AsyncIterator[Opened]:
-    o = Opened()
+async def opened() -> AsyncIterator[Sessions]:
+    """Sessions that speculate after `ONSET_MS` of silence."""
+    o = Sessions(vad_onset_ms=ONSET_MS)
     yield o
-    for session in o.sessions:
+    for session in o.opened:
         await session.close()
 
 
@@ -149,7 +116,7 @@ async def until(predicate: Any, limit_s: float = LIMIT_S) -> None:
 
 
 async def test_vad_mode_partials_finalize_and_one_context_per_reply(
-    opened: Opened,
+    opened: Sessions,
     deepgram: DeepgramServer,
     elevenlabs: ElevenLabsServer,
     pool: ElevenLabsSocketPool,
@@ -207,7 +174,7 @@ async def test_vad_mode_partials_finalize_and_one_context_per_reply(
 
 
 async def test_without_speculation_the_end_of_turn_sends_finalize(
-    opened: Opened, deepgram: DeepgramServer
+    opened: Sessions, deepgram: DeepgramServer
 ) -> None:
     session, got = await opened.open(
         fake_backend(stt=FakeStt(transcripts="not used")),
@@ -226,7 +193,7 @@ async def test_without_speculation_the_end_of_turn_sends_finalize(
 
 
 async def test_endpointing_mode_speech_final_ends_the_turn(
-    opened: Opened, deepgram: DeepgramServer
+    opened: Sessions, deepgram: DeepgramServer
 ) -> None:
     # Our VAD's own end of turn waits 10 s for the provider: only Deepgram can end it here.
     session, got = await opened.open(
@@ -245,7 +212,7 @@ async def test_endpointing_mode_speech_final_ends_the_turn(
 
 
 async def test_endpointing_mode_utterance_end_ends_the_turn(
-    opened: Opened, deepgram: DeepgramServer
+    opened: Sessions, deepgram: DeepgramServer
 ) -> None:
     # Deepgram's endpointing (5 s) never fires; UtteranceEnd (after 1 s without words) does,
     # and a Finalize settles the words.
@@ -268,7 +235,7 @@ async def test_endpointing_mode_utterance_end_ends_the_turn(
 
 
 async def test_a_deepgram_socket_gone_for_good_falls_back_without_losing_the_turn(
-    opened: Opened, deepgram: DeepgramServer
+    opened: Sessions, deepgram: DeepgramServer
 ) -> None:
     stt = FakeStt(transcripts=ASKED)
     session, got = await opened.open(
@@ -294,7 +261,7 @@ async def test_a_deepgram_socket_gone_for_good_falls_back_without_losing_the_tur
 
 
 async def test_a_refused_live_socket_at_the_start_transcribes_utterances(
-    opened: Opened, deepgram: DeepgramServer
+    opened: Sessions, deepgram: DeepgramServer
 ) -> None:
     deepgram.fail_next_handshake(503)
     session, got = await opened.open(
@@ -306,7 +273,7 @@ async def test_a_refused_live_socket_at_the_start_transcribes_utterances(
 
 
 async def test_a_tts_stream_that_cannot_open_speaks_clause_by_clause(
-    opened: Opened, elevenlabs: ElevenLabsServer, pool: ElevenLabsSocketPool
+    opened: Sessions, elevenlabs: ElevenLabsServer, pool: ElevenLabsSocketPool
 ) -> None:
     elevenlabs.fail_next(503, on="ws")
     tts = FakeTts()
@@ -355,7 +322,7 @@ class SendFailsStreams:
 
 
 async def test_an_llm_failure_after_the_tts_stream_failed_still_ends_the_reply(
-    opened: Opened,
+    opened: Sessions,
 ) -> None:
     """The reply fell back to clause-by-clause TTS, then the LLM failed: an error event, not
     a reply waiting forever for clauses that never come."""
@@ -377,7 +344,7 @@ async def test_an_llm_failure_after_the_tts_stream_failed_still_ends_the_reply(
 
 @pytest.mark.parametrize("how", ["barge_in", "client"])
 async def test_a_cut_reply_cancels_its_context(
-    opened: Opened,
+    opened: Sessions,
     deepgram: DeepgramServer,
     elevenlabs: ElevenLabsServer,
     pool: ElevenLabsSocketPool,
@@ -419,7 +386,7 @@ async def test_a_cut_reply_cancels_its_context(
 # ----- simulated streaming providers --------------------------------------------------
 
 
-async def test_simulated_streams_serve_a_session(opened: Opened) -> None:
+async def test_simulated_streams_serve_a_session(opened: Sessions) -> None:
     stt_streams = SimulatedSttStreams(jitter=0, final_ms=150)
     tts_streams = SimulatedTtsStreams(jitter=0, first_audio_ms=150, speed=20)
     session, got = await opened.open(
