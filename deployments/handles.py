@@ -35,7 +35,7 @@ class Stages:
         self._tts_rate: int | None = None
 
     async def transcribe(self, samples: np.ndarray) -> Transcript:
-        return await self.stt.transcribe_served.remote(samples)
+        return await self.stt.transcribe.remote(samples)
 
     async def chat(
         self,
@@ -65,7 +65,7 @@ class Stages:
         return tool_uses_apart(items, on_tool, on_served)
 
     async def synthesize(self, text: str) -> Speech:
-        return await self.tts.synthesize_served.remote(text)
+        return await self.tts.synthesize.remote(text)
 
     def speech(self, text: str) -> AsyncIterator[bytes]:
         """PCM16 of `text`, sentence by sentence."""

@@ -24,10 +24,7 @@ class SpeechToText:
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         apply_batch_config(self._batched, user_config)
 
-    async def transcribe(self, audio: np.ndarray) -> str:
-        return (await self.transcribe_served(audio)).text
-
-    async def transcribe_served(self, audio: np.ndarray) -> Transcript:
+    async def transcribe(self, audio: np.ndarray) -> Transcript:
         """The text and the provider that made it (behind a fallback: the one that answered)."""
         async with self._work.track():
             if not self._stt.local_compute:

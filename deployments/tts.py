@@ -35,10 +35,7 @@ class TextToSpeech:
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         apply_batch_config(self._batched, user_config)
 
-    async def synthesize(self, text: str) -> bytes:
-        return (await self.synthesize_served(text)).pcm
-
-    async def synthesize_served(self, text: str) -> Speech:
+    async def synthesize(self, text: str) -> Speech:
         """PCM16 of one clause and its provider; a clause said before (same voice) comes
         from the cache (provider "cache")."""
         async with self._work.track():
