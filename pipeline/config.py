@@ -114,9 +114,9 @@ class SttArgs(BaseModel):
     vocabulary: str = Field(
         # The company's words: id formats (not ids the tests ask for), its cities, its stock.
         default="Load 427 status. Where's load 512? Delayed shipments. Pallets of bottled water in"
-        " the north warehouse. Dock door DD-11, truck TRK-22, trailer TRL-14, forklift FL-09,"
-        " pallet jack PJ-06. A pickup from Dallas to Denver, Houston, Chicago, Phoenix, Omaha."
-        " Shrink wrap. The night shift.",
+        " the north warehouse. Forklifts in the south warehouse. Dock door DD-11, truck TRK-22,"
+        " trailer TRL-14, forklift FL-09, pallet jack PJ-06. A pickup from Dallas to Denver,"
+        " Houston, Chicago, Phoenix, Omaha. Shrink wrap. The night shift.",
         max_length=400,
         description="domain words that bias recognition (Whisper's previous-text prompt)",
     )

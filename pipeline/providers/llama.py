@@ -39,16 +39,17 @@ class LlamaChat(ChatProvider):
         timeout_s: float = 60.0,
     ) -> None:
         super().__init__(timeout_s=timeout_s)
-        from pipeline.providers.llama_state import LeanStateLlama
+        from pipeline.providers.llama_state import LeanStateLlama, without_extra_buffers
 
-        self._llm = LeanStateLlama(
-            model_path=str(gguf),
-            n_ctx=n_ctx,
-            n_threads=n_threads,
-            n_threads_batch=n_threads,
-            n_batch=256,
-            verbose=False,
-        )
+        with without_extra_buffers():
+            self._llm = LeanStateLlama(
+                model_path=str(gguf),
+                n_ctx=n_ctx,
+                n_threads=n_threads,
+                n_threads_batch=n_threads,
+                n_batch=256,
+                verbose=False,
+            )
         self._n_ctx = n_ctx
         if kv_cache_mb:
             # Tool routing, argument extraction and chat use different prompts; one llama.cpp

@@ -11,11 +11,35 @@ Written against llama-cpp-python 0.3.x (pinned in pyproject.toml).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+from collections.abc import Iterator
 
 import llama_cpp
 import numpy as np
 from llama_cpp import Llama, LlamaState
+
+
+@contextlib.contextmanager
+def without_extra_buffers() -> Iterator[None]:
+    """Models loaded inside keep their weights in plain CPU buffers: no "extra buffer types"
+    (weights repacked for AMX and friends). On a VM whose CPU reports AMX, llama.cpp 0.3.36's
+    repacked path crashed the process on the first prompt longer than a batch; `Llama` has
+    no argument for `use_extra_bufts`, so its default params are swapped while it loads."""
+    import llama_cpp.llama_cpp as native  # what `Llama.__init__` calls
+
+    default = native.llama_model_default_params
+
+    def params() -> native.llama_model_params:
+        p = default()
+        p.use_extra_bufts = False
+        return p
+
+    native.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        native.llama_model_default_params = default
 
 
 class LeanStateLlama(Llama):

@@ -20,6 +20,8 @@ class PiperTTS(TtsProvider):
         *,
         intra_op_threads: int = 1,
         length_scale: float | None = None,
+        noise_scale: float | None = None,
+        noise_w_scale: float | None = None,
         timeout_s: float = 30.0,
     ) -> None:
         super().__init__(timeout_s=timeout_s)
@@ -34,7 +36,11 @@ class PiperTTS(TtsProvider):
             str(model_path), sess_options=opts, providers=["CPUExecutionProvider"]
         )
         self._voice = PiperVoice(session=session, config=config)
-        self._syn = SynthesisConfig(length_scale=length_scale)
+        # Piper samples noise on every call (the voice's own defaults when None); 0 and 0
+        # make the same text give the same audio, byte for byte.
+        self._syn = SynthesisConfig(
+            length_scale=length_scale, noise_scale=noise_scale, noise_w_scale=noise_w_scale
+        )
         self.sample_rate = config.sample_rate
         self._lock = threading.Lock()
 
