@@ -62,14 +62,36 @@ def wait_ready(url: str, timeout: float = 300) -> None:
     raise TimeoutError(f"{url} did not become ready")
 
 
+def config_with(overrides: list[str], path: Path) -> Path:
+    """serve_config.yaml with the app's args changed by `overrides` ("llm.tools=false",
+    "stt.provider=moonshine"; values parsed as YAML), written to `path`."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    args = config["applications"][0]["args"]
+    for item in overrides:
+        dotted, _, value = item.partition("=")
+        *parents, leaf = dotted.split(".")
+        node = args
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = yaml.safe_load(value)
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 @contextlib.contextmanager
-def app_running(url: str | None) -> Iterator[str]:
-    """Use the app at `url`, or run `serve run serve_config.yaml` (env from scripts/env.sh)."""
+def app_running(url: str | None, config: Path | None = None) -> Iterator[str]:
+    """Use the app at `url`, or run `serve run` on `config` (default serve_config.yaml; env
+    from scripts/env.sh)."""
     app = None
     if url is None:
         url = "http://127.0.0.1:8000"
         app = subprocess.Popen(
-            [str(ROOT / ".venv/bin/serve"), "run", "--address", "local", "serve_config.yaml"],
+            [
+                *(str(ROOT / ".venv/bin/serve"), "run", "--address", "local"),
+                str(config or ROOT / "serve_config.yaml"),
+            ],
             cwd=ROOT,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -13,12 +13,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.common import COMPANY_QUESTIONS, RESULTS, SENTENCES, app_running, write_results
+from bench.common import (
+    COMPANY_QUESTIONS,
+    RESULTS,
+    SENTENCES,
+    app_running,
+    config_with,
+    write_results,
+)
 from pipeline.config import AppArgs
 from pipeline.metrics import summarize
 from pipeline.providers.build import build_tts
@@ -48,11 +56,13 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "first clause at punctuation only": {**DEFAULTS, "first_clause_max_chars": 400},
     "first clause <= 24 chars": {**DEFAULTS, "first_clause_max_chars": 24},
     "first clause <= 48 chars": {**DEFAULTS, "first_clause_max_chars": 48},
+    "fixed end of turn": {**DEFAULTS, "smart_end_of_turn": False},
     "all off": {
         "speculative_stt": False,
         "preemptive_llm": False,
         "partial_transcripts": False,
         "first_clause_max_chars": 400,
+        "smart_end_of_turn": False,
     },
 }
 
@@ -126,6 +136,13 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=6, help="turns per speaker")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 2, 4, 8])
     parser.add_argument("--url", default=None, help="a running app; default: start one")
+    parser.add_argument(
+        "--set",
+        nargs="+",
+        default=[],
+        metavar="ARG=VALUE",
+        help="change the started app's args, e.g. llm.tools=false stt.provider=whisper",
+    )
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument(
         "--configs", nargs="+", default=list(CONFIGS), help=f"which of: {', '.join(CONFIGS)}"
@@ -144,7 +161,8 @@ def main() -> None:
         questions = make_questions(COMPANY_QUESTIONS)
     rows: list[str] = []
     raw: dict[str, Any] = {}
-    with app_running(args.url) as base:
+    config = config_with(args.set, Path(tempfile.mkdtemp()) / "serve_config.yaml")
+    with app_running(args.url, config) as base:
         url = base.replace("http", "ws", 1) + "/v1/sessions"
         asyncio.run(run(url, DEFAULTS, warm_up, 1, 1))  # warm-up
         for name in args.configs:
@@ -164,6 +182,7 @@ def main() -> None:
     md = (
         f"## Voice-to-voice latency over WebSocket sessions ({args.turns} turns per speaker, "
         f"embedded models, {os.cpu_count()} cores)\n\n"
+        f"App args changed: {' '.join(args.set) or 'none'}\n\n"
         "V2V: end of speech in the streamed audio -> first reply audio byte at the client.\n"
         "Stage columns: server-side ms after the end of speech (P50).\n\n"
         f"{HEADER}\n" + "\n".join(rows) + "\n"

@@ -76,6 +76,7 @@ def cmd_models(_: argparse.Namespace) -> int:
     paths = {
         "stt tiny.en": model_files.whisper_dir(SttModel.TINY_EN, cache) / "model.bin",
         "stt base": model_files.whisper_dir(SttModel.BASE, cache) / "model.bin",
+        "stt moonshine tiny": model_files.moonshine_dir() / "decoder_model_merged.ort",
         "llm qwen2.5-coder 0.5b q4": model_files.llm_gguf(cache),
         "tts piper joe medium": model_files.piper_voice()[0],
         "vad silero": model_files.silero_vad_onnx(),

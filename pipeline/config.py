@@ -100,10 +100,10 @@ class SttStreamingArgs(BaseModel):
 class SttArgs(BaseModel):
     model_config = {"extra": "forbid"}
 
-    provider: Literal["whisper", "deepgram", "simulated"] = "whisper"
+    provider: Literal["whisper", "moonshine", "deepgram", "simulated"] = "whisper"
     # Tried in order when the provider fails transiently (e.g. ["whisper"] behind deepgram);
     # a background probe brings the provider back when it recovers.
-    fallback: list[Literal["whisper", "deepgram", "simulated"]] = []
+    fallback: list[Literal["whisper", "moonshine", "deepgram", "simulated"]] = []
     deepgram: DeepgramArgs = DeepgramArgs()
     simulated: SimulatedArgs = SimulatedArgs(first_ms=150)
     streaming: SttStreamingArgs = SttStreamingArgs()
@@ -223,6 +223,13 @@ class SessionOptions(BaseModel):
         default=200, ge=0, le=5000, description="shorter utterances are noise; also barge-in"
     )
     speculative_stt: bool = True
+    # The pause's speculative transcript decides its length: a whole request ends the turn
+    # after `complete_silence_ms`, an unfinished one ("the status of") after
+    # `incomplete_silence_ms`; otherwise, or before the transcript is known, `vad_silence_ms`.
+    # Off: every pause is `vad_silence_ms` (a client that wants long pauses turns it off).
+    smart_end_of_turn: bool = True
+    complete_silence_ms: int = Field(default=200, ge=20, le=3000)
+    incomplete_silence_ms: int = Field(default=1000, ge=100, le=5000)
     # None: on with a live STT stream (its interim results cost nothing), off otherwise: on 2
     # CPU cores a re-transcription in flight at the end of speech delays the final one
     # (measured: P90 voice-to-voice 870 ms off vs 1077 ms on).

@@ -5,6 +5,8 @@
 #   scripts/bench.sh cache      tool calls and turns with the cache off / in memory / Redis
 #   scripts/bench.sh tools      tool evaluation set: accuracy, safety, latency (--speech too)
 #   scripts/bench.sh capacity   sessions per machine on simulated providers
+#   scripts/bench.sh stt        embedded recognisers: WER (synthesized, human), latency, memory
+#   scripts/bench.sh eot        end of turn: false cuts on paused questions, detection latency
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -13,6 +15,8 @@ case "${1:-turns}" in
   sessions) shift; exec .venv/bin/python -m bench.sessions "$@" ;;
   cache) shift; exec .venv/bin/python -m bench.cache "$@" ;;
   tools) shift; exec .venv/bin/python -m bench.tool_eval "$@" ;;
+  stt) shift; exec .venv/bin/python -m bench.stt "$@" ;;
+  eot) shift; exec .venv/bin/python -m bench.end_of_turn "$@" ;;
   capacity) shift; exec .venv/bin/python -m bench.capacity "$@" ;;
   turns) [ $# -gt 0 ] && shift; exec .venv/bin/python -m bench.turns "$@" ;;
   *) exec .venv/bin/python -m bench.turns "$@" ;;

@@ -55,6 +55,12 @@ def _stt(args: SttArgs, cache_dir: Path) -> SttProvider:
             language=args.deepgram.language,
             timeout_s=args.timeout_s,
         )
+    if args.provider == "moonshine":
+        from pipeline.providers.moonshine import MoonshineSTT
+
+        return MoonshineSTT(
+            model_files.moonshine_dir(), cpu_threads=args.cpu_threads, timeout_s=args.timeout_s
+        )
     return WhisperSTT(
         model_files.whisper_dir(args.model, cache_dir),
         cpu_threads=args.cpu_threads,

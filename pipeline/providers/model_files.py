@@ -85,6 +85,14 @@ def whisper_dir(model: SttModel, cache_dir: Path) -> Path:
     return _whisper_base(cache_dir)
 
 
+def moonshine_dir() -> Path:
+    """Moonshine tiny (English): ORT-format encoder and decoder and the tokenizer."""
+    path = _package_dir("moonshine_voice") / "assets" / "tiny-en"
+    if not (path / "encoder_model.ort").exists():
+        raise ModelFileError(f"moonshine tiny-en files missing under {path}")
+    return path
+
+
 def _whisper_base(cache_dir: Path) -> Path:
     p1 = _package_dir(WHISPER_BASE_PARTS[0])
     p2 = _package_dir(WHISPER_BASE_PARTS[1])

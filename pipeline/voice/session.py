@@ -29,6 +29,7 @@ from pipeline.errors import JarvisError, ProviderError, SpeculativeWriteRefused
 from pipeline.llm.window import trim_in_blocks
 from pipeline.providers.streams import LiveStt, TtsStreams
 from pipeline.types import ChatMessage, Speech, StageBackend, ToolUse, Transcript, TurnRecord
+from pipeline.voice.complete import Completeness, completeness
 from pipeline.voice.events import ErrorCode, Event, EventType, error
 from pipeline.voice.live import LiveTranscriber
 from pipeline.voice.reply import Reply
@@ -253,9 +254,23 @@ class VoiceSession:
         ):
             return
         self._drop_speculation()
-        self._spec = self._spawn(self._transcript(self._utterance.audio(), commit=False))
+        spec = self._spec = self._spawn(self._transcript(self._utterance.audio(), commit=False))
+        if self.options.smart_end_of_turn:
+            spec.add_done_callback(self._pause_read)
         if self.options.preemptive_llm:
             self._pending = self._start_reply(self._spec, self._utterance.last_voiced_at)
+
+    def _pause_read(self, spec: asyncio.Task[Transcript]) -> None:
+        """The words before this pause are known: a whole request ends the turn sooner, an
+        unfinished one ("the status of ...") waits longer for the rest."""
+        if spec is not self._spec or spec.cancelled() or spec.exception() is not None:
+            return  # the pause is over (speech resumed, the turn ended) or nothing was heard
+        o = self.options
+        read = completeness(spec.result().text)
+        if read is Completeness.COMPLETE:
+            self._utterance.end_pause_at(o.complete_silence_ms)
+        elif read is Completeness.INCOMPLETE:
+            self._utterance.end_pause_at(o.incomplete_silence_ms)
 
     def _drop_speculation(self) -> None:
         if self._spec is not None:

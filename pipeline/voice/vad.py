@@ -40,6 +40,7 @@ class TurnDetector:
         self.in_speech = False
         self._voiced_run = 0
         self._silent_run = 0
+        self._pause_end: int | None = None  # this pause's own hangover (see `end_pause_at`)
 
     def configure(
         self, *, silence_ms: int, start_ms: int, onset_ms: int, aggressiveness: int | None = None
@@ -50,6 +51,12 @@ class TurnDetector:
         self._end_frames = max(1, silence_ms // FRAME_MS)
         self._start_frames = max(1, start_ms // FRAME_MS)
         self._onset_frames = max(1, min(onset_ms, silence_ms) // FRAME_MS)
+
+    def end_pause_at(self, silence_ms: int) -> None:
+        """The current pause ends the turn after `silence_ms` of silence instead of the
+        configured hangover (already that long: at the next frame). Speech clears it."""
+        if self.in_speech and self._silent_run > 0:
+            self._pause_end = max(1, silence_ms // FRAME_MS)
 
     def is_voiced(self, frame: bytes) -> bool:
         samples = np.frombuffer(frame, dtype="<i2").astype(np.float32)
@@ -70,11 +77,11 @@ class TurnDetector:
             return voiced, None
         if voiced:
             paused = self._silent_run >= self._onset_frames
-            self._silent_run = 0
+            self._silent_run, self._pause_end = 0, None
             return voiced, VadEvent.SPEECH_RESUMED if paused else None
         self._silent_run += 1
-        if self._silent_run >= self._end_frames:
-            self.in_speech, self._voiced_run = False, 0
+        if self._silent_run >= (self._pause_end or self._end_frames):
+            self.in_speech, self._voiced_run, self._pause_end = False, 0, None
             return voiced, VadEvent.SPEECH_END
         if self._silent_run == self._onset_frames:
             return voiced, VadEvent.SILENCE_ONSET
@@ -82,6 +89,7 @@ class TurnDetector:
 
     def reset(self) -> None:
         self.in_speech, self._voiced_run, self._silent_run = False, 0, 0
+        self._pause_end = None
 
 
 class Reframer:

@@ -45,6 +45,18 @@ async def test_whisper_base_is_selectable() -> None:
     assert wer(QUESTIONS[1], text) <= 0.15
 
 
+async def test_moonshine_batch_matches_one_at_a_time() -> None:
+    stt = build_stt(SttArgs(provider="moonshine"), CACHE)
+    # Different lengths in one batch: the shorter clips are padded and masked.
+    clips = [_speech(q) for q in QUESTIONS[1:4]] + [np.zeros(800, dtype=np.float32)]
+    batch = await stt.transcribe_batch(clips)
+    alone = [await stt.transcribe(c) for c in clips]
+    assert batch == alone
+    for ref, hyp in zip(QUESTIONS[1:4], batch, strict=True):
+        assert wer(ref, hyp) <= 0.15, (ref, hyp)
+    assert len(batch[3].split()) <= 3  # 50 ms of silence: nothing much, and no endless decode
+
+
 async def test_piper_speaks_pcm16() -> None:
     tts = build_tts(TtsArgs())
     pcm_a, pcm_b = await tts.synthesize_batch(["The dock is open.", ""])

@@ -303,6 +303,35 @@ async def test_a_pause_mid_utterance_drops_the_speculation(
 
 
 @pytest.mark.parametrize(
+    ("heard", "smart", "ends_after_ms"),
+    [
+        ("Which dock doors are open right now?", True, 200),  # a whole request: sooner
+        ("Which dock doors are open in the", True, 1000),  # unfinished: waits for the rest
+        ("Dock doors", True, 300),  # can't tell: the configured hangover
+        ("Which dock doors are open right now?", False, 300),
+        ("Which dock doors are open in the", False, 300),
+    ],
+)
+async def test_the_pause_lasts_as_long_as_its_words_need(
+    sessions: Sessions, heard: str, smart: bool, ends_after_ms: int
+) -> None:
+    """The speculative transcript at the pause sets how much silence ends the turn."""
+    stt = FakeStt(transcripts=heard)
+    session, got = await sessions.open(fake_backend(stt=stt), smart_end_of_turn=smart)
+    await stream(session, talking(1) + silence(80))  # the pause began: speculation started
+    await settle()
+    assert stt.returned and len(stt.returned) == len(stt.calls)  # the pause's words are known
+    await stream(session, silence(ends_after_ms - 80 - 20))
+    assert not got.events("speech.stopped")
+    await stream(session, silence(20))
+    stopped = await got.wait_for("speech.stopped", limit_s=LIMIT_S)
+    assert not stopped["ignored"]
+    done = await got.wait_for("response.done", limit_s=LIMIT_S)
+    assert done["transcript"] == heard
+    await assert_idle()
+
+
+@pytest.mark.parametrize(
     ("speculative", "preemptive"), [(False, False), (True, False), (False, True)]
 )
 async def test_speculation_and_preemption_off(
@@ -314,13 +343,14 @@ async def test_speculation_and_preemption_off(
         speculative_stt=speculative,
         preemptive_llm=preemptive,
     )
-    # 200 ms after the speech: past the pause onset (60 ms), before the end of turn (300 ms).
-    await stream(session, talking() + silence(200))
+    # 160 ms after the speech: past the pause onset (60 ms), before the end of turn (300 ms,
+    # or 200 once the pause's transcript reads as a whole request).
+    await stream(session, talking() + silence(160))
     await settle()
     assert not got.events("speech.stopped")
     paused = len(stt.calls)  # transcribed at the pause, or not yet
     assert paused >= 1 if speculative else paused == 0
-    await stream(session, silence(400))
+    await stream(session, silence(440))
     done = await got.wait_for("response.done", limit_s=LIMIT_S)
     # Not transcribed again at the end of turn when the pause's transcription is used.
     assert len(stt.calls) == (paused if speculative else 1)
@@ -575,7 +605,9 @@ async def test_input_end_and_response_cancel(sessions: Sessions) -> None:
     gate = asyncio.Event()
     chat = FakeChat(replies=LONG, gate=gate, pause_after=HELD_AFTER)
     stt = FakeStt(transcripts=ASKED)
-    session, got = await sessions.open(fake_backend(stt=stt, chat=chat), vad_silence_ms=3000)
+    session, got = await sessions.open(
+        fake_backend(stt=stt, chat=chat), vad_silence_ms=3000, smart_end_of_turn=False
+    )
     # Nothing to end or cancel yet: no events.
     await session.on_text('{"type": "input.end"}')
     await session.on_text('{"type": "response.cancel"}')
@@ -696,10 +728,10 @@ async def test_a_write_waits_for_the_end_of_the_turn(sessions: Sessions) -> None
     session, got = await sessions.open(
         fake_backend(stt=FakeStt(transcripts="Yes."), chat=FakeChat(replies="unused"), tools=tools)
     )
-    await stream(session, talking() + silence(200))  # paused: the speculative reply starts
+    await stream(session, talking() + silence(160))  # paused: the speculative reply starts
     await settle()
     assert tools.finals == [False] and not tools.called  # refused, nothing run
-    await stream(session, silence(400))  # the turn ends
+    await stream(session, silence(440))  # the turn ends
     done = await got.wait_for("response.done", limit_s=LIMIT_S)
     assert tools.finals == [False, True] and len(tools.called) == 1
     assert done["text"] == "Done." and done["latency"]["preemptive_llm_used"]
