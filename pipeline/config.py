@@ -95,6 +95,17 @@ class SttStreamingArgs(BaseModel):
     )
     keepalive_s: float = Field(default=4.0, gt=0, le=9, description="deepgram: while silent")
     interim_ms: int = Field(default=500, ge=50, le=5000, description="simulated: audio per interim")
+    # A stream lost for good (or refused at the start) is opened again in the background,
+    # waiting this long first and twice as long after each failure, up to the max; the
+    # session switches to it between turns. A refusal (a 4xx) stops it for the session.
+    reopen_backoff_s: float = Field(default=1.0, gt=0, le=60)
+    reopen_backoff_max_s: float = Field(default=30.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _backoff(self) -> SttStreamingArgs:
+        if self.reopen_backoff_max_s < self.reopen_backoff_s:
+            raise ValueError("stt.streaming: reopen_backoff_max_s is below reopen_backoff_s")
+        return self
 
 
 class SttArgs(BaseModel):

@@ -21,6 +21,8 @@ from pipeline.config import LlmArgs
 from pipeline.llm.orchestrator import Orchestrator
 from pipeline.providers.base import ChatProvider, SttProvider, TtsProvider
 from pipeline.providers.in_process import LocalBackend
+from pipeline.providers.simulated import SimulatedSttStream
+from pipeline.providers.streams import LiveEvent, SttStream
 from pipeline.tools.registry import ToolResult
 from pipeline.tools.router import ToolCall
 from pipeline.types import ChatMessage, ToolUse
@@ -256,6 +258,79 @@ class FakeTools:
         call, r = self._tool_call, self._result
         self.called.append(call)
         return ToolUse(call.name, call.arguments, r.spoken, r.data, r.ok)
+
+
+class RecordedStream:
+    """A simulated live STT stream (`SimulatedSttStream`, our VAD's mode: no endpointing) that
+    keeps the audio it was sent, and can be given up by its provider (`drop()`)."""
+
+    def __init__(self, final_ms: float) -> None:
+        self._stream = SimulatedSttStream(
+            final_ms=final_ms, endpointing_ms=None, utterance_end_ms=None, jitter=0
+        )
+        self.audio = bytearray()
+
+    async def send(self, pcm16: bytes) -> None:
+        await self._stream.send(pcm16)
+        self.audio += pcm16
+
+    async def finalize(self) -> None:
+        await self._stream.finalize()
+
+    def events(self) -> AsyncIterator[LiveEvent]:
+        return self._stream.events()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+    async def drop(self) -> None:
+        """The provider gives the stream up: its last results, then `Closed`."""
+        await self._stream.aclose()
+
+
+class FakeSttStreams:
+    """Scripted live STT streams (`SttStreams`): each `open()` takes the next item of
+    `script` (an exception: raised; None: a stream opens), then, the script used up, opens.
+    `gate`: while set to an Event, every `open()` waits for it first (a handshake held).
+    Every call counts in `attempts` (`wait_attempts` waits for a count); the streams that
+    opened are in `opened`, in order."""
+
+    name = "scripted-stt"
+
+    def __init__(
+        self, *, script: Sequence[BaseException | None] = (), final_ms: float = 20
+    ) -> None:
+        self.script = list(script)
+        self.final_ms = final_ms
+        self.gate: asyncio.Event | None = None
+        self.attempts = 0
+        self.cancelled = 0  # opens cancelled while waiting at the gate
+        self.opened: list[RecordedStream] = []
+        self._changed = asyncio.Event()
+
+    async def open(self) -> SttStream:
+        self.attempts += 1
+        self._changed.set()
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        outcome = self.script.pop(0) if self.script else None
+        if outcome is not None:
+            raise outcome
+        stream = RecordedStream(self.final_ms)
+        self.opened.append(stream)
+        self._changed.set()
+        return stream
+
+    async def wait_attempts(self, count: int, *, opened: int = 0) -> None:
+        """Until `count` opens were asked for and `opened` streams opened (a gate, no sleep)."""
+        async with asyncio.timeout(FAKE_TIMEOUT_S):
+            while self.attempts < count or len(self.opened) < opened:
+                self._changed.clear()
+                await self._changed.wait()
 
 
 def fake_backend(

@@ -178,6 +178,7 @@ def build_stt_stream(args: SttArgs) -> LiveStt | None:
         end_of_turn=live.end_of_turn,
         finalize_timeout_s=live.finalize_timeout_s,
         endpoint_grace_s=live.endpoint_grace_ms / 1000,
+        reopen_backoff_s=(live.reopen_backoff_s, live.reopen_backoff_max_s),
     )
 
 

@@ -188,3 +188,5 @@ class LiveStt:
     end_of_turn: Literal["vad", "endpointing"] = "vad"
     finalize_timeout_s: float = 2.0
     endpoint_grace_s: float = 1.5
+    # Reopening a lost stream: the first wait, doubling after each failure up to the second.
+    reopen_backoff_s: tuple[float, float] = (1.0, 30.0)

@@ -8,7 +8,8 @@ by a `from_finalize` final) or from the provider's endpointing (`on_endpoint`: t
 
 When the stream cannot be trusted for a turn (it dropped and reconnected: some audio of the
 turn may be missing or repeated) or is gone for good, requests fail with a `ProviderError`
-and the session transcribes the utterance instead: the turn is never lost.
+and the session transcribes the utterance instead: the turn is never lost. A lost transcriber
+stays lost: the session opens a new stream (and a new transcriber) to recover.
 """
 
 from __future__ import annotations
@@ -69,7 +70,6 @@ class LiveTranscriber:
         self._last: _Request | None = None
         self.tainted = False  # the stream dropped during this turn: do not trust its text
         self.alive = True
-        self._closing = False
         self._closer: asyncio.Task[None] | None = None
         self._reader = asyncio.create_task(self._read(), name=f"live-stt-{provider}")
 
@@ -129,7 +129,6 @@ class LiveTranscriber:
         """Close the stream (results it flushes are read, not passed on: the client may be
         gone) and stop reading."""
         self.alive = False
-        self._closing = True
         await (self._closer or self._close_stream())
         await asyncio.wait({self._reader}, timeout=3.0)
         self._reader.cancel()
@@ -144,7 +143,9 @@ class LiveTranscriber:
     async def _read(self) -> None:
         try:
             async for event in self._stream.events():
-                if self._closing:
+                if not self.alive:
+                    # Lost or closing: the session may already use another stream, and what
+                    # this one still says (a flush, an endpoint) is not for that one's turn.
                     continue
                 try:
                     await self._handlers.get(type(event), LiveTranscriber._ignore)(self, event)
@@ -240,7 +241,7 @@ class LiveTranscriber:
             return
         self.alive = False
         log.warning(
-            "live STT (%s) gone (%s): transcribing utterances from now on",
+            "live STT (%s) gone (%s): transcribing utterances until it is reopened",
             self.provider,
             type(error).__name__,
         )

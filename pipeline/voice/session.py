@@ -25,9 +25,14 @@ import numpy as np
 from pydantic import ValidationError
 
 from pipeline.config import SessionLimits, SessionOptions
-from pipeline.errors import JarvisError, ProviderError, SpeculativeWriteRefused
+from pipeline.errors import (
+    JarvisError,
+    ProviderError,
+    SpeculativeWriteRefused,
+    TransientProviderError,
+)
 from pipeline.llm.window import trim_in_blocks
-from pipeline.providers.streams import LiveStt, TtsStreams
+from pipeline.providers.streams import LiveStt, SttStream, TtsStreams
 from pipeline.types import ChatMessage, Speech, StageBackend, ToolUse, Transcript, TurnRecord
 from pipeline.voice.complete import Completeness, completeness
 from pipeline.voice.events import ErrorCode, Event, EventType, error
@@ -75,7 +80,8 @@ class VoiceSession:
     ) -> None:
         """`live_stt`: a live STT stream for the session (None: utterances are transcribed
         whole); `tts_streams`: one TTS stream per reply (None: clause by clause). Both live in
-        this process (`pipeline/providers/build.py` makes them); their failures fall back."""
+        this process (`pipeline/providers/build.py` makes them); their failures fall back. A
+        lost live stream is opened again in the background and serves from a turn boundary."""
         self.id = "sess_" + uuid.uuid4().hex[:12]
         # The conversation outlives the connection: a client that reconnects with its id
         # continues it (history loaded by the caller); `on_turn` persists each turn.
@@ -99,6 +105,12 @@ class VoiceSession:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._live_stt = live_stt
         self._live: LiveTranscriber | None = None  # open while the stream serves
+        self._live_since = 0.0  # when it started serving (monotonic)
+        self._lost: LiveTranscriber | None = None  # the last one lost, maybe still closing
+        self._reopening: asyncio.Task[None] | None = None
+        self._reopen_wait_s = 0.0  # the next wait before reopening; 0: start over
+        self._standby: SttStream | None = None  # reopened: serves from the next turn
+        self._closed = False
         self._tts_streams = tts_streams
         self._awaiting_endpoint: asyncio.Task[None] | None = None  # VAD ended; provider not yet
 
@@ -138,6 +150,8 @@ class VoiceSession:
             return
         if not self._budget.spend(len(data)):
             raise SessionClosed(1008, "audio is arriving faster than real time")
+        if self._standby is not None and not self._utterance.has_audio:
+            await self._switch_live()
         if self._live is not None:
             await self._live.send(data)  # in process, no hop: the stream hears everything
         for frame in self._utterance.frames(data):
@@ -164,14 +178,20 @@ class VoiceSession:
 
     async def close(self) -> None:
         """The client is gone: stop every piece of work this session started."""
+        self._closed = True  # a stream lost from here on is not reopened
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        live, self._live = self._live, None
-        if live is not None:
-            await live.aclose()
+        for live in (self._live, self._lost):
+            if live is not None:
+                await live.aclose()
+        self._live = self._lost = None
+        standby, self._standby = self._standby, None
+        if standby is not None:
+            with contextlib.suppress(ProviderError):
+                await standby.aclose()
 
     @property
     def history(self) -> list[ChatMessage]:
@@ -331,7 +351,12 @@ class VoiceSession:
                 live.streams.name,
                 e.message,
             )
+            if isinstance(e, TransientProviderError):
+                self._reopen_live()
             return
+        self._serve_live(live, stream)
+
+    def _serve_live(self, live: LiveStt, stream: SttStream) -> None:
         self._live = LiveTranscriber(
             stream,
             live.streams.name,
@@ -340,6 +365,53 @@ class VoiceSession:
             on_lost=self._on_live_lost,
             finalize_timeout_s=live.finalize_timeout_s,
         )
+        self._live_since = time.monotonic()
+
+    def _reopen_live(self) -> None:
+        """Open a new stream in the background; `on_audio` switches to it between turns."""
+        live = self._live_stt
+        if self._closed or live is None or self._reopening is not None:
+            return
+        first_s, max_s = live.reopen_backoff_s
+        # The waits start over only after a stream that lasted: one that opens and is lost
+        # again soon (a provider that accepts sockets, then drops them) is retried ever more
+        # slowly, not every `first_s`.
+        if not self._reopen_wait_s or time.monotonic() - self._live_since >= max_s:
+            self._reopen_wait_s = first_s
+        self._reopening = self._spawn(self._reopen(live))
+
+    async def _reopen(self, live: LiveStt) -> None:
+        name, max_s = live.streams.name, live.reopen_backoff_s[1]
+        try:
+            while True:
+                await asyncio.sleep(self._reopen_wait_s)
+                self._reopen_wait_s = min(2 * self._reopen_wait_s, max_s)
+                try:
+                    self._standby = await live.streams.open()
+                    return
+                except TransientProviderError as e:
+                    log.debug("live STT (%s) did not reopen (%s)", name, e.message)
+                except ProviderError as e:  # refused (a 4xx): asking again cannot help
+                    log.warning(
+                        "live STT (%s) refused to reopen (%s): transcribing utterances for the"
+                        " rest of the session",
+                        name,
+                        e.message,
+                    )
+                    return
+        finally:
+            self._reopening = None
+
+    async def _switch_live(self) -> None:
+        """Between turns: the reopened stream serves from now on. It first hears the latest
+        audio, so a turn starting at this frame reaches it whole."""
+        assert self._live_stt is not None and self._standby is not None
+        stream, self._standby = self._standby, None
+        self._serve_live(self._live_stt, stream)
+        log.info("live STT (%s) is back: turns are streamed again", self._live_stt.streams.name)
+        recent = self._utterance.recent()
+        if recent and self._live is not None:
+            await self._live.send(recent)
 
     def _endpointing(self) -> bool:
         return (
@@ -392,8 +464,10 @@ class VoiceSession:
             self._awaiting_endpoint = self._spawn(expire())
 
     async def _on_live_lost(self) -> None:
-        """The live stream is gone for good: utterances are transcribed whole from now on."""
-        self._live = None
+        """The live stream is gone for good: utterances are transcribed whole until a new one
+        is open (in the background) and a turn has ended."""
+        self._lost, self._live = self._live, None
+        self._reopen_live()
         if self._awaiting_endpoint is not None and not self._utterance.in_speech:
             await self._end_of_turn()
 

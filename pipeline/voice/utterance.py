@@ -105,6 +105,11 @@ class UtteranceCollector:
         """Voiced time in this utterance (pauses and pre-roll not counted)."""
         return self._voiced * FRAME_MS
 
+    def recent(self) -> bytes:
+        """Between utterances: the latest audio (pre-roll, then what is not yet a frame), all
+        that an utterance starting now would begin with."""
+        return b"".join(self._preroll) + self._reframer.rest
+
     def audio(self) -> np.ndarray:
         return pcm16_to_float(b"".join(self._frames))
 

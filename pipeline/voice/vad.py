@@ -98,6 +98,11 @@ class Reframer:
     def __init__(self) -> None:
         self._rest = b""
 
+    @property
+    def rest(self) -> bytes:
+        """Audio received but not yet in a frame."""
+        return self._rest
+
     def push(self, data: bytes) -> list[bytes]:
         if not self._rest and len(data) == FRAME_BYTES:
             return [data]  # the usual case: clients send 20 ms frames

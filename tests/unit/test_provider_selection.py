@@ -71,7 +71,7 @@ def test_cloud_providers_take_keys_and_endpoints_from_the_environment(
     # The sessions' streams: one live Deepgram socket each, ElevenLabs contexts on a pool.
     live = build_stt_stream(args.stt)
     assert live is not None and isinstance(live.streams, DeepgramLiveStreams)
-    assert live.end_of_turn == "vad"
+    assert live.end_of_turn == "vad" and live.reopen_backoff_s == (1.0, 30.0)
     tts_streams = build_tts_stream(args.tts)
     assert isinstance(tts_streams, ElevenLabsStreams) and tts_streams.sample_rate == 16_000
 
@@ -97,6 +97,8 @@ def test_streaming_is_chosen_per_stage_and_validated() -> None:
         SttArgs.model_validate({"provider": "simulated", "streaming": {"end_of_turn": "never"}})
     with pytest.raises(ValueError, match="extra"):
         SttArgs.model_validate({"provider": "simulated", "streaming": {"colour": "red"}})
+    with pytest.raises(ValueError, match="reopen_backoff_max_s is below"):
+        SttArgs.model_validate({"streaming": {"reopen_backoff_s": 5, "reopen_backoff_max_s": 2}})
 
 
 def test_the_embedded_config_stays_the_default() -> None:

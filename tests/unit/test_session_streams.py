@@ -23,6 +23,7 @@ from pipeline.providers.elevenlabs import ElevenLabsSocketPool, ElevenLabsStream
 from pipeline.providers.simulated import SimulatedSttStreams, SimulatedTtsStreams
 from pipeline.providers.streams import LiveStt, SpeechChunk, TtsStream
 from pipeline.types import ChatMessage, TurnRecord
+from pipeline.voice.session import VoiceSession
 from tests.fakes import FakeChat, FakeStt, FakeTts, fake_backend
 from tests.session_driver import Received, stream
 from tests.speech import QUESTIONS, pcm16k, silence
@@ -75,10 +76,12 @@ def live_deepgram(dg: DeepgramServer, *, end_of_turn: str = "vad", **kw: Any) ->
         "backoff_s": (0.01, 0.05),
     } | kw
     grace_s = options.pop("grace_s", 1.5)
+    reopen_s = options.pop("reopen_s", (0.01, 0.05))
     return LiveStt(
         DeepgramLiveStreams(**options),
         end_of_turn="endpointing" if endpointing else "vad",
         endpoint_grace_s=grace_s,
+        reopen_backoff_s=reopen_s,
     )
 
 
@@ -109,6 +112,15 @@ async def until(predicate: Any, limit_s: float = LIMIT_S) -> None:
     """Poll the ElevenLabs server's records: it runs on its own thread, no event to await."""
     async with asyncio.timeout(limit_s):
         while not predicate():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+
+async def switched(session: VoiceSession, dg: DeepgramServer) -> None:
+    """Silence until the newest live socket hears it: the session has switched to the socket
+    it reopened (at its first frame between turns once the socket is open)."""
+    async with asyncio.timeout(LIMIT_S):
+        while not dg.live[-1].audio_bytes:
+            await stream(session, silence(20))
             await asyncio.sleep(0.01)
 
 
@@ -253,23 +265,64 @@ async def test_a_deepgram_socket_gone_for_good_falls_back_without_losing_the_tur
     assert done["transcript"] == ASKED and stt.calls  # transcribed whole
     assert done["providers"]["stt"] == "fake-stt" and not done["latency"]["stt_streamed"]
     assert not got.events("error")
-    # The next turns too, without asking Deepgram again.
+    # The next turns too: the session tried to open a new socket once, refused (401) too,
+    # and does not ask Deepgram again.
+    await deepgram.wait_until(lambda: deepgram.handshakes >= 3)
     await asyncio.sleep(done["audio_ms"] / 1000 + 0.05)
     await stream(session, question(1))
     second = await got.wait_for("response.done", count=2, limit_s=LIMIT_S)
-    assert second["transcript"] == ASKED and deepgram.handshakes == 2
+    assert second["transcript"] == ASKED and deepgram.handshakes == 3
+
+
+async def test_a_deepgram_socket_given_up_is_reopened_for_the_next_turns(
+    opened: Sessions, deepgram: DeepgramServer
+) -> None:
+    stt = FakeStt(transcripts="not used")
+    session, got = await opened.open(
+        fake_backend(stt=stt, chat=FakeChat(replies="On time.")),
+        live_stt=live_deepgram(deepgram),
+    )
+    await deepgram.wait_until(lambda: deepgram.open_live == 1)
+    # Deepgram's reconnects are refused until it gives up (3 quick failures), then the
+    # session's first reopen too (a 503: it tries again); the next handshake succeeds.
+    deepgram.fail_next_handshake(503, 503, 503)
+    assert await deepgram.drop_live() == 1
+    await deepgram.wait_until(lambda: deepgram.handshakes == 5 and deepgram.open_live == 1)
+    await switched(session, deepgram)
+    deepgram.script(ASKED)
+    await stream(session, question())
+    done = await got.wait_for("response.done", limit_s=LIMIT_S)
+    assert done["transcript"] == ASKED and done["latency"]["stt_streamed"] and not stt.calls
+    assert done["providers"]["stt"] == "deepgram" and len(deepgram.live) == 2
 
 
 async def test_a_refused_live_socket_at_the_start_transcribes_utterances(
     opened: Sessions, deepgram: DeepgramServer
 ) -> None:
-    deepgram.fail_next_handshake(503)
+    deepgram.fail_next_handshake(401)  # a 4xx: not tried again for this session
     session, got = await opened.open(
         fake_backend(stt=FakeStt(transcripts=ASKED)), live_stt=live_deepgram(deepgram)
     )
     await stream(session, question())
     done = await got.wait_for("response.done", limit_s=LIMIT_S)
     assert done["transcript"] == ASKED and done["providers"]["stt"] == "fake-stt"
+    assert deepgram.handshakes == 1
+
+
+async def test_a_live_socket_unreachable_at_the_start_is_opened_later(
+    opened: Sessions, deepgram: DeepgramServer
+) -> None:
+    deepgram.fail_next_handshake(503)
+    session, got = await opened.open(
+        fake_backend(stt=FakeStt(transcripts="not used")), live_stt=live_deepgram(deepgram)
+    )
+    await deepgram.wait_until(lambda: deepgram.open_live == 1)
+    await switched(session, deepgram)
+    deepgram.script(ASKED)
+    await stream(session, question())
+    done = await got.wait_for("response.done", limit_s=LIMIT_S)
+    assert done["transcript"] == ASKED and done["providers"]["stt"] == "deepgram"
+    assert deepgram.handshakes == 2
 
 
 async def test_a_tts_stream_that_cannot_open_speaks_clause_by_clause(
