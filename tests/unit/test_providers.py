@@ -52,7 +52,7 @@ async def test_moonshine_batch_matches_one_at_a_time() -> None:
     batch = await stt.transcribe_batch(clips)
     alone = [await stt.transcribe(c) for c in clips]
     assert batch == alone
-    for ref, hyp in zip(QUESTIONS[1:4], batch, strict=True):
+    for ref, hyp in zip(QUESTIONS[1:4], batch[:3], strict=True):
         assert wer(ref, hyp) <= 0.15, (ref, hyp)
     assert len(batch[3].split()) <= 3  # 50 ms of silence: nothing much, and no endless decode
 
