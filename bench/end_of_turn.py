@@ -17,7 +17,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from bench.common import COMPANY_QUESTIONS, SENTENCES, write_results
+from bench.common import SENTENCES, write_results
 from pipeline.config import SessionLimits, SessionOptions, Settings, SttArgs
 from pipeline.metrics import summarize
 from pipeline.providers.build import build_stt
@@ -50,7 +50,8 @@ PAUSED = [
     ("Is the cold storage room", "at the right temperature?"),
     ("Which trucks are available", "in the north yard?"),
 ]
-WHOLE = SENTENCES + COMPANY_QUESTIONS
+HESITATIONS = 10  # the first ten pause after a word that needs more
+WHOLE = SENTENCES
 
 
 def _frames(pcm: bytes) -> bytes:
@@ -80,25 +81,29 @@ async def run(stt_provider: str, smart: bool, pauses: list[int]) -> dict[str, An
         limits=SessionLimits(realtime_burst_s=600),
     )
     await session.start()
-    cuts: dict[int, int] = dict.fromkeys(pauses, 0)
+    cuts = {(kind, p): 0 for kind in ("hesitation", "boundary") for p in pauses}
     cut_examples: list[str] = []
     try:
         await stream(session, silence(500), pace=1.0)
         for pause in pauses:
-            for first, second in PAUSED:
+            for i, (first, second) in enumerate(PAUSED):
                 pcm = pcm16k(first, trim=True) + silence(pause) + pcm16k(second, trim=True)
-                turns = await _hear(session, got, pcm + silence(1500))
+                turns = await _hear(session, got, pcm + silence(1200))
                 if len(turns) > 1:
-                    cuts[pause] += 1
+                    cuts["hesitation" if i < HESITATIONS else "boundary", pause] += 1
                     cut_examples.append(f"{first} | {pause} ms | {second}")
         n_before = len(got.events("response.done"))
         for text in WHOLE:
-            await _hear(session, got, pcm16k(text, trim=True) + silence(1500))
+            await _hear(session, got, pcm16k(text, trim=True) + silence(1200))
         done = got.events("response.done")[n_before:]
         detected = [d["latency"]["turn_detected_ms"] for d in done]
     finally:
         await session.close()
-    return {"cuts": cuts, "examples": cut_examples, "detected": summarize(detected)}
+    return {
+        "cuts": {f"{k} {p}": n for (k, p), n in cuts.items()},
+        "examples": cut_examples,
+        "detected": summarize(detected),
+    }
 
 
 def main() -> None:
@@ -106,28 +111,31 @@ def main() -> None:
     parser.add_argument("--stt", nargs="+", default=["moonshine", "whisper"])
     parser.add_argument("--pauses", nargs="+", type=int, default=[250, 400, 600])
     args = parser.parse_args()
-    n = len(PAUSED)
+    groups = [("hesitation", HESITATIONS), ("boundary", len(PAUSED) - HESITATIONS)]
+    cols = [(k, n, p) for k, n in groups for p in args.pauses]
     lines = [
         "| recogniser | end of turn | "
-        + " | ".join(f"false cuts, {p} ms pause" for p in args.pauses)
-        + " | false cuts, all | turn detected P50 / P90 ms |",
-        "|---|---|" + "---:|" * (len(args.pauses) + 2),
+        + " | ".join(f"{k} {p} ms" for k, _, p in cols)
+        + " | hesitations cut | boundaries cut | turn detected P50 / P90 ms |",
+        "|---|---|" + "---:|" * (len(cols) + 3),
     ]
     raw = []
-    for stt in args.stt:
-        for smart in (False, True):
-            r = asyncio.run(run(stt, smart, args.pauses))
-            raw.append({"stt": stt, "smart": smart, **r})
-            total = sum(r["cuts"].values())
-            d = r["detected"]
-            lines.append(
-                f"| {stt} | {'transcript-aware' if smart else 'fixed 300 ms'} | "
-                + " | ".join(f"{r['cuts'][p]}/{n}" for p in args.pauses)
-                + f" | {total}/{n * len(args.pauses)} ({total / (n * len(args.pauses)):.0%})"
-                + f" | {d['p50']:.0f} / {d['p90']:.0f} |"
-            )
-            for example in r["examples"]:
-                print(f"  cut ({stt}, smart={smart}): {example}")
+    for stt, smart in [(s, True) for s in args.stt] + [(args.stt[0], False)]:
+        r = asyncio.run(run(stt, smart, args.pauses))
+        raw.append({"stt": stt, "smart": smart, **r})
+        totals = []
+        for kind, n in groups:
+            cut = sum(r["cuts"][f"{kind} {p}"] for p in args.pauses)
+            totals.append(f"{cut}/{n * len(args.pauses)} ({cut / (n * len(args.pauses)):.0%})")
+        d = r["detected"]
+        lines.append(
+            f"| {stt} | {'transcript-aware' if smart else 'fixed 300 ms'} | "
+            + " | ".join(f"{r['cuts'][f'{k} {p}']}/{n}" for k, n, p in cols)
+            + f" | {' | '.join(totals)} | {d['p50']:.0f} / {d['p90']:.0f} |"
+        )
+        print(lines[-1], flush=True)
+        for example in r["examples"]:
+            print(f"  cut ({stt}, smart={smart}): {example}", flush=True)
     write_results("end_of_turn", "\n".join(lines), raw)
 
 

@@ -58,28 +58,26 @@ def clip_of(seconds: float, pool: list[np.ndarray]) -> np.ndarray:
 
 def measure(name: str, reps: int) -> dict[str, Any]:
     """In this process: load `name`, transcribe both sets, time the two clip lengths."""
+    import jiwer
+
     from bench import human_speech
     from pipeline.providers.build import build_stt
-    from tests.speech import wer
 
     proc = psutil.Process()
-    rss0 = proc.memory_info().rss
     sets = {"synthesized": synthesized(), "human": human_speech.load()}
-    rss1 = proc.memory_info().rss
+    rss0 = proc.memory_info().rss
     stt = build_stt(SttArgs(**RECOGNISERS[name]), Settings().cache_dir)
 
     async def run(a: np.ndarray) -> str:
         return await stt.transcribe(a)
 
-    out: dict[str, Any] = {"name": name}
+    out: dict[str, Any] = {"name": name, "misheard": []}
     for set_name, items in sets.items():
-        errors = words = 0.0
-        for text, a in items:
-            n = len(text.split())
-            errors += wer(text, asyncio.run(run(a))) * n
-            words += n
-        out[f"wer_{set_name}"] = errors / words
+        refs = [human_speech.for_wer(text) for text, _ in items]
+        hyps = [human_speech.for_wer(asyncio.run(run(a))) for _, a in items]
+        out[f"wer_{set_name}"] = float(jiwer.wer(refs, hyps))  # errors / reference words
         out[f"n_{set_name}"] = len(items)
+        out["misheard"] += [(r, h) for r, h in zip(refs, hyps, strict=True) if r != h]
     pool = [a for _, a in sets["synthesized"]]
     for seconds in (3, 10):
         clip = clip_of(seconds, pool)
@@ -90,8 +88,7 @@ def measure(name: str, reps: int) -> dict[str, Any]:
             asyncio.run(run(clip))
             times.append((time.perf_counter() - t0) * 1000)
         out[f"ms_{seconds}s"] = summarize(times)
-    out["rss_mb"] = (proc.memory_info().rss - rss1) / 1e6
-    out["sets_mb"] = (rss1 - rss0) / 1e6
+    out["rss_mb"] = (proc.memory_info().rss - rss0) / 1e6
     return out
 
 

@@ -19,6 +19,23 @@ from pipeline.providers.base import SttProvider
 
 _BOS, _EOS = 1, 2
 _TOKENS_PER_S = 6.5  # the reference decoder's length cap: English speech stays well under
+# The decoder's cross-attention takes at most 384 encoder frames (~9.27 s of audio; longer
+# fails inside the model), so longer clips are cut at their quietest moment and joined.
+_MAX_SAMPLES = 9 * 16_000
+_CUT_SEARCH = 2 * 16_000  # where to look for the quietest 20 ms before the limit
+
+
+def pieces(clip: np.ndarray) -> list[np.ndarray]:
+    """`clip` in consecutive pieces of at most 9 s, each cut at the quietest 20 ms frame of
+    its last 2 s (a pause between words, in speech)."""
+    out = []
+    while len(clip) > _MAX_SAMPLES:
+        tail = clip[_MAX_SAMPLES - _CUT_SEARCH : _MAX_SAMPLES]
+        frames = tail[: len(tail) // 320 * 320].reshape(-1, 320)
+        cut = _MAX_SAMPLES - _CUT_SEARCH + int(np.argmin((frames**2).sum(axis=1))) * 320 + 160
+        out.append(clip[:cut])
+        clip = clip[cut:]
+    return [*out, clip]
 
 
 def load_tokens(path: Path) -> list[bytes]:
@@ -66,16 +83,18 @@ class MoonshineSTT(SttProvider):
         return await asyncio.to_thread(self._run, audios)
 
     def _run(self, audios: list[np.ndarray]) -> list[str]:
+        cut = [pieces(a) for a in audios]
+        flat = [p for ps in cut for p in ps]
         # Moonshine's encoder needs at least ~0.1 s; pad very short clips with silence.
-        lengths = [max(len(a), 1_600) for a in audios]
-        batch = np.zeros((len(audios), max(lengths)), dtype=np.float32)
+        lengths = [max(len(a), 1_600) for a in flat]
+        batch = np.zeros((len(flat), max(lengths)), dtype=np.float32)
         mask = np.zeros(batch.shape, dtype=np.int64)
-        for row, (a, n) in enumerate(zip(audios, lengths, strict=True)):
+        for row, (a, n) in enumerate(zip(flat, lengths, strict=True)):
             batch[row, : len(a)] = a
             mask[row, :n] = 1
         with self._lock:
-            ids = self._decode(batch, mask, max(lengths))
-        return [self._text(seq) for seq in ids]
+            texts = iter([self._text(seq) for seq in self._decode(batch, mask, max(lengths))])
+        return [" ".join(t for t in (next(texts) for _ in ps) if t) for ps in cut]
 
     def _decode(self, batch: np.ndarray, mask: np.ndarray, samples: int) -> list[list[int]]:
         (hidden,) = self._encoder.run(None, {"input_values": batch, "attention_mask": mask})

@@ -57,6 +57,16 @@ async def test_moonshine_batch_matches_one_at_a_time() -> None:
     assert len(batch[3].split()) <= 3  # 50 ms of silence: nothing much, and no endless decode
 
 
+async def test_moonshine_transcribes_clips_longer_than_its_decoder_takes() -> None:
+    """Its decoder takes ~9.3 s of audio: a longer clip is cut at a pause and joined."""
+    stt = build_stt(SttArgs(provider="moonshine"), CACHE)
+    pause = np.zeros(8_000, dtype=np.float32)
+    said = QUESTIONS[:5]
+    clip = np.concatenate([part for q in said for part in (_speech(q), pause)])
+    assert len(clip) > 10 * 16_000
+    assert wer(" ".join(said), await stt.transcribe(clip)) <= 0.15
+
+
 async def test_piper_speaks_pcm16() -> None:
     tts = build_tts(TtsArgs())
     pcm_a, pcm_b = await tts.synthesize_batch(["The dock is open.", ""])
