@@ -1,7 +1,7 @@
 """Which embedded recogniser: word error rate on synthesized and on human speech, latency
 for a 3 s and a 10 s clip, memory.
 
-    scripts/bench.sh stt [--reps 10] [--only moonshine whisper-tiny.en ...]
+    scripts/bench.sh stt [--reps 10] [--only moonshine-tiny ...]
 
 Each recogniser loads in a process of its own (its memory is that process's growth) with
 2 threads, as in the `stt` deployment. Synthesized speech: the benchmark's and the company
@@ -28,13 +28,10 @@ from pipeline.metrics import summarize
 
 RECOGNISERS: dict[str, dict[str, Any]] = {
     "moonshine-tiny": {"provider": "moonshine"},
-    "whisper-tiny.en": {"provider": "whisper", "model": SttModel.TINY_EN},
-    "whisper-tiny.en, no vocabulary": {
-        "provider": "whisper",
-        "model": SttModel.TINY_EN,
-        "vocabulary": "",
-    },
-    "whisper-base": {"provider": "whisper", "model": SttModel.BASE},
+    "whisper-tiny.en, 30 s window": {"model": SttModel.TINY_EN, "window_s": 30},
+    "whisper-tiny.en, 15 s window": {"model": SttModel.TINY_EN, "window_s": 15},
+    "whisper-base, 15 s window": {"model": SttModel.BASE, "window_s": 15},
+    "whisper-base, 30 s window": {"model": SttModel.BASE, "window_s": 30},
 }
 
 

@@ -119,7 +119,15 @@ class SttArgs(BaseModel):
     simulated: SimulatedArgs = SimulatedArgs(first_ms=150)
     streaming: SttStreamingArgs = SttStreamingArgs()
 
-    model: SttModel = SttModel.TINY_EN
+    # Measured on 34 human and 27 synthesized clips (scripts/bench.sh stt): base with a 15 s
+    # window is faster than tiny.en with Whisper's 30 s one and more accurate on human speech.
+    model: SttModel = SttModel.BASE
+    window_s: float = Field(
+        default=15.0,
+        ge=5.0,
+        le=30.0,
+        description="Whisper's encoder window; clips longer than it use the full 30 s",
+    )
     cpu_threads: int = Field(default=2, ge=1, le=64)
     beam_size: int = Field(default=1, ge=1, le=8)
     vocabulary: str = Field(

@@ -66,6 +66,7 @@ def _stt(args: SttArgs, cache_dir: Path) -> SttProvider:
         cpu_threads=args.cpu_threads,
         beam_size=args.beam_size,
         vocabulary=args.vocabulary,
+        window_s=args.window_s,
         timeout_s=args.timeout_s,
     )
 
