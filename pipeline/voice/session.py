@@ -276,6 +276,11 @@ class VoiceSession:
         self._drop_speculation()
         spec = self._spec = self._spawn(self._transcript(self._utterance.audio(), commit=False))
         if self.options.smart_end_of_turn:
+            # Until its words are known the pause may last up to `incomplete_silence_ms`:
+            # ending it at `vad_silence_ms` first would cut "the status of ..." whenever the
+            # transcript is slower than the hangover. It costs no reply time: the reply starts
+            # from this same transcript, and the end of turn only opens its gate.
+            self._utterance.end_pause_at(self.options.incomplete_silence_ms)
             spec.add_done_callback(self._pause_read)
         if self.options.preemptive_llm:
             self._pending = self._start_reply(self._spec, self._utterance.last_voiced_at)
@@ -283,14 +288,18 @@ class VoiceSession:
     def _pause_read(self, spec: asyncio.Task[Transcript]) -> None:
         """The words before this pause are known: a whole request ends the turn sooner, an
         unfinished one ("the status of ...") waits longer for the rest."""
-        if spec is not self._spec or spec.cancelled() or spec.exception() is not None:
-            return  # the pause is over (speech resumed, the turn ended) or nothing was heard
+        if spec is not self._spec or spec.cancelled():
+            return  # the pause is over: speech resumed, or the turn ended
         o = self.options
-        read = completeness(spec.result().text)
-        if read is Completeness.COMPLETE:
-            self._utterance.end_pause_at(o.complete_silence_ms)
-        elif read is Completeness.INCOMPLETE:
-            self._utterance.end_pause_at(o.incomplete_silence_ms)
+        failed = spec.exception() is not None  # the end of turn transcribes again
+        read = Completeness.UNSURE if failed else completeness(spec.result().text)
+        self._utterance.end_pause_at(
+            {
+                Completeness.COMPLETE: o.complete_silence_ms,
+                Completeness.INCOMPLETE: o.incomplete_silence_ms,
+                Completeness.UNSURE: o.vad_silence_ms,
+            }[read]
+        )
 
     def _drop_speculation(self) -> None:
         if self._spec is not None:

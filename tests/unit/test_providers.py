@@ -39,6 +39,18 @@ async def test_whisper_batch_transcribes_synthesized_speech(stt) -> None:  # typ
         assert wer(ref, hyp) <= 0.15, (ref, hyp)
 
 
+async def test_whisper_takes_a_clip_longer_than_its_short_window(stt) -> None:  # type: ignore[no-untyped-def]
+    """The default 15 s window fits a question; a longer clip in the same batch moves the
+    whole batch to Whisper's 30 s window, and both come out whole."""
+    pause = np.zeros(8_000, dtype=np.float32)
+    said = QUESTIONS * 2  # about 16 s with the pauses
+    long = np.concatenate([part for q in said for part in (_speech(q), pause)])
+    assert len(long) > 15 * 16_000
+    short, whole = await stt.transcribe_batch([_speech(QUESTIONS[0]), long])
+    assert wer(QUESTIONS[0], short) <= 0.15, short
+    assert wer(" ".join(said), whole) <= 0.15, whole
+
+
 async def test_whisper_base_is_selectable() -> None:
     base = build_stt(SttArgs(model=SttModel.BASE), CACHE)
     text = await base.transcribe(_speech(QUESTIONS[1]))

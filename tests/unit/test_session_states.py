@@ -95,7 +95,9 @@ class Sessions:
             send_audio=got.on_audio,
             output_rate=backend.sample_rate,
             system_prompt=SYSTEM,
-            options=SessionOptions(**(self.defaults | options)),
+            # Frames arrive faster than real time, so a transcript's wall-clock delay is no
+            # measure of the pause: the transcript-aware end of turn is off unless asked for.
+            options=SessionOptions(**({"smart_end_of_turn": False} | self.defaults | options)),
             # tests stream faster than real time unless they test exactly that
             limits=limits or SessionLimits(realtime_burst_s=600),
             conversation_id=conversation_id,
@@ -328,6 +330,34 @@ async def test_the_pause_lasts_as_long_as_its_words_need(
     assert not stopped["ignored"]
     done = await got.wait_for("response.done", limit_s=LIMIT_S)
     assert done["transcript"] == heard
+    await assert_idle()
+
+
+async def test_a_pause_whose_words_are_not_known_yet_waits_for_them(sessions: Sessions) -> None:
+    """A transcript slower than the hangover: the pause holds (up to incomplete_silence_ms)
+    until the words are known, then ends at once if they are a whole request."""
+    gate = asyncio.Event()
+    stt = FakeStt(transcripts="Which dock doors are open right now?", gate=gate)
+    session, got = await sessions.open(fake_backend(stt=stt), smart_end_of_turn=True)
+    await stream(session, talking(1) + silence(600))  # past the 300 ms hangover
+    await settle()
+    assert not got.events("speech.stopped")
+    gate.set()
+    await settle()
+    await stream(session, silence(20))  # already 620 ms into the pause: over at this frame
+    assert not (await got.wait_for("speech.stopped", limit_s=LIMIT_S))["ignored"]
+    await got.wait_for("response.done", limit_s=LIMIT_S)
+
+    # Never longer than incomplete_silence_ms, whatever the recogniser's delay.
+    gate.clear()
+    await played(got)
+    await stream(session, talking(2) + silence(980))
+    await settle()
+    assert len(got.events("speech.stopped")) == 1
+    await stream(session, silence(20))
+    await got.wait_for("speech.stopped", count=2, limit_s=LIMIT_S)
+    gate.set()
+    await got.wait_for("response.done", count=2, limit_s=LIMIT_S)
     await assert_idle()
 
 
@@ -605,9 +635,7 @@ async def test_input_end_and_response_cancel(sessions: Sessions) -> None:
     gate = asyncio.Event()
     chat = FakeChat(replies=LONG, gate=gate, pause_after=HELD_AFTER)
     stt = FakeStt(transcripts=ASKED)
-    session, got = await sessions.open(
-        fake_backend(stt=stt, chat=chat), vad_silence_ms=3000, smart_end_of_turn=False
-    )
+    session, got = await sessions.open(fake_backend(stt=stt, chat=chat), vad_silence_ms=3000)
     # Nothing to end or cancel yet: no events.
     await session.on_text('{"type": "input.end"}')
     await session.on_text('{"type": "response.cancel"}')
@@ -809,7 +837,7 @@ async def test_session_update_applies_and_unknown_fields_are_refused(
     await session.on_text(json.dumps({"type": "session.update", "session": {"voice": "joe"}}))
     err = got.events("error")[-1]
     assert err["code"] == "bad_update" and "voice" in err["message"]
-    assert session.options == SessionOptions()
+    assert session.options == SessionOptions(smart_end_of_turn=False)  # as opened
 
     await session.on_text(json.dumps({"type": "session.update", "session": {"min_speech_ms": 20}}))
     updated = got.events("session.updated")[0]
