@@ -293,13 +293,17 @@ class VoiceSession:
         o = self.options
         failed = spec.exception() is not None  # the end of turn transcribes again
         read = Completeness.UNSURE if failed else completeness(spec.result().text)
-        self._utterance.end_pause_at(
-            {
-                Completeness.COMPLETE: o.complete_silence_ms,
-                Completeness.INCOMPLETE: o.incomplete_silence_ms,
-                Completeness.UNSURE: o.vad_silence_ms,
-            }[read]
-        )
+        pause_ms = {
+            Completeness.COMPLETE: o.complete_silence_ms,
+            Completeness.INCOMPLETE: o.incomplete_silence_ms,
+            Completeness.UNSURE: o.vad_silence_ms,
+        }[read]
+        if self._utterance.end_pause_at(pause_ms):  # already over: now, not at a next frame
+            self._spawn(self._end_pause(spec))
+
+    async def _end_pause(self, spec: asyncio.Task[Transcript]) -> None:
+        if spec is self._spec:  # no frame ended the turn (or resumed speech) meanwhile
+            await self._end_of_turn(force=True)
 
     def _drop_speculation(self) -> None:
         if self._spec is not None:

@@ -85,8 +85,8 @@ class UtteranceCollector:
             self.last_voiced_at = time.perf_counter()
         return voiced_in_speech, event
 
-    def end_pause_at(self, silence_ms: int) -> None:
-        self._detector.end_pause_at(silence_ms)
+    def end_pause_at(self, silence_ms: int) -> bool:
+        return self._detector.end_pause_at(silence_ms)
 
     @property
     def in_speech(self) -> bool:

@@ -52,11 +52,14 @@ class TurnDetector:
         self._start_frames = max(1, start_ms // FRAME_MS)
         self._onset_frames = max(1, min(onset_ms, silence_ms) // FRAME_MS)
 
-    def end_pause_at(self, silence_ms: int) -> None:
+    def end_pause_at(self, silence_ms: int) -> bool:
         """The current pause ends the turn after `silence_ms` of silence instead of the
-        configured hangover (already that long: at the next frame). Speech clears it."""
-        if self.in_speech and self._silent_run > 0:
-            self._pause_end = max(1, silence_ms // FRAME_MS)
+        configured hangover; speech clears it. True: the pause is already that long (the
+        caller ends the turn: the client may have stopped sending)."""
+        if not (self.in_speech and self._silent_run > 0):
+            return False
+        self._pause_end = max(1, silence_ms // FRAME_MS)
+        return self._silent_run >= self._pause_end
 
     def is_voiced(self, frame: bytes) -> bool:
         samples = np.frombuffer(frame, dtype="<i2").astype(np.float32)

@@ -48,15 +48,17 @@ def test_a_pause_can_be_given_its_own_length() -> None:
     d = TurnDetector(silence_ms=300, onset_ms=60)
     assert VadEvent.SPEECH_START in _push(d, speech)  # (its own short pauses too)
     assert _push(d, silence(100)) == [VadEvent.SILENCE_ONSET]
-    d.end_pause_at(140)  # already 100 ms into the pause: two more frames
+    assert not d.end_pause_at(140)  # already 100 ms into the pause: two more frames
     assert _push(d, silence(20)) == []
     assert _push(d, silence(20)) == [VadEvent.SPEECH_END]
     # Longer, and speech clears it: the next pause has the configured 300 ms again.
     assert VadEvent.SPEECH_START in _push(d, speech)
     assert _push(d, silence(100)) == [VadEvent.SILENCE_ONSET]
-    d.end_pause_at(1000)
+    assert not d.end_pause_at(1000)
     assert _push(d, silence(600)) == []
+    assert d.end_pause_at(600)  # (speech would clear it; this one is over)
+    d.end_pause_at(1000)
     assert _push(d, speech)[0] is VadEvent.SPEECH_RESUMED
     assert _push(d, silence(300)) == [VadEvent.SILENCE_ONSET, VadEvent.SPEECH_END]
-    d.end_pause_at(100)  # not in a pause: nothing to shorten
+    assert not d.end_pause_at(100)  # not in a pause: nothing to shorten
     assert _push(d, silence(100)) == []
