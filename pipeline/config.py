@@ -244,7 +244,8 @@ class SessionOptions(BaseModel):
     speculative_stt: bool = True
     # The pause's speculative transcript decides its length: a whole request ends the turn
     # after `complete_silence_ms`, an unfinished one ("the status of") after
-    # `incomplete_silence_ms`; otherwise, or before the transcript is known, `vad_silence_ms`.
+    # `incomplete_silence_ms`; otherwise `vad_silence_ms`. Until the transcript is known the
+    # pause may last up to `incomplete_silence_ms`.
     # Off: every pause is `vad_silence_ms` (a client that wants long pauses turns it off).
     smart_end_of_turn: bool = True
     complete_silence_ms: int = Field(default=200, ge=20, le=3000)
