@@ -18,12 +18,12 @@ import asyncio
 from typing import Any
 
 from bench.common import SENTENCES, write_results
-from pipeline.config import SessionLimits, SessionOptions, Settings, SttArgs
+from pipeline.config import Settings, SttArgs
 from pipeline.metrics import summarize
 from pipeline.providers.build import build_stt
 from pipeline.voice.session import VoiceSession
 from tests.fakes import FakeChat, fake_backend
-from tests.session_driver import FRAME, Received, stream
+from tests.session_driver import FRAME, Received, Sessions, stream
 from tests.speech import pcm16k, silence
 
 # (before the pause, after it): hesitations after a word that needs more, then pauses at a
@@ -70,17 +70,9 @@ async def run(stt_provider: str, smart: bool, pauses: list[int]) -> dict[str, An
     stt = build_stt(SttArgs(provider=stt_provider), Settings().cache_dir)  # type: ignore[arg-type]
     backend = fake_backend(chat=FakeChat(replies="Okay."))
     backend.stt = stt
-    got = Received()
-    session = VoiceSession(
-        backend,
-        send_event=got.on_event,
-        send_audio=got.on_audio,
-        output_rate=backend.sample_rate,
-        system_prompt="You are a test assistant.",
-        options=SessionOptions(smart_end_of_turn=smart, barge_in=False),
-        limits=SessionLimits(realtime_burst_s=600),
-    )
-    await session.start()
+    # Real time here, so the harness's default of no transcript-aware end of turn is undone.
+    harness = Sessions(barge_in=False)
+    session, got = await harness.open(backend, smart_end_of_turn=smart)
     cuts = {(kind, p): 0 for kind in ("hesitation", "boundary") for p in pauses}
     cut_examples: list[str] = []
     try:

@@ -6,10 +6,15 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.config import SessionLimits, SessionOptions
+from pipeline.providers.in_process import LocalBackend
+from pipeline.providers.streams import LiveStt, TtsStreams
+from pipeline.types import ChatMessage, TurnRecord
 from pipeline.voice.events import Event
 from pipeline.voice.session import VoiceSession
 
 FRAME = 640  # 20 ms of 16 kHz PCM16
+SYSTEM = "You are a test assistant."
 
 
 @dataclass
@@ -46,3 +51,46 @@ async def stream(session: VoiceSession, pcm: bytes, *, pace: float = 0.0) -> Non
     for i in range(0, len(pcm), FRAME):
         await session.on_audio(pcm[i : i + FRAME])
         await asyncio.sleep(0.02 * pace)
+
+
+class Sessions:
+    """Opens sessions over a backend, collecting their output; closes them after the test."""
+
+    def __init__(self, **defaults: Any) -> None:
+        """`defaults`: session options of every session opened (a test's own win)."""
+        self.defaults = defaults
+        self.opened: list[VoiceSession] = []
+
+    async def open(
+        self,
+        backend: LocalBackend,
+        *,
+        turns: list[TurnRecord] | None = None,
+        limits: SessionLimits | None = None,
+        history: list[ChatMessage] | None = None,
+        conversation_id: str | None = None,
+        live_stt: LiveStt | None = None,
+        tts_streams: TtsStreams | None = None,
+        **options: Any,
+    ) -> tuple[VoiceSession, Received]:
+        got = Received()
+        session = VoiceSession(
+            backend,
+            send_event=got.on_event,
+            send_audio=got.on_audio,
+            output_rate=backend.sample_rate,
+            system_prompt=SYSTEM,
+            # Frames arrive faster than real time, so a transcript's wall-clock delay is no
+            # measure of the pause: the transcript-aware end of turn is off unless asked for.
+            options=SessionOptions(**({"smart_end_of_turn": False} | self.defaults | options)),
+            # tests stream faster than real time unless they test exactly that
+            limits=limits or SessionLimits(realtime_burst_s=600),
+            conversation_id=conversation_id,
+            history=history,
+            on_turn=turns.append if turns is not None else None,
+            live_stt=live_stt,
+            tts_streams=tts_streams,
+        )
+        self.opened.append(session)
+        await session.start()
+        return session, got

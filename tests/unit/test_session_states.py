@@ -18,18 +18,15 @@ import pytest
 
 from pipeline.config import SessionLimits, SessionOptions
 from pipeline.errors import SpeculativeWriteRefused
-from pipeline.providers.in_process import LocalBackend
-from pipeline.providers.streams import LiveStt, TtsStreams
 from pipeline.tools.registry import ToolResult
 from pipeline.tools.router import ToolCall
 from pipeline.types import ChatMessage, ToolUse, TurnRecord
-from pipeline.voice.session import SessionClosed, VoiceSession
+from pipeline.voice.session import SessionClosed
 from pipeline.voice.vad import RATE
 from tests.fakes import FakeChat, FakeStt, FakeTools, FakeTts, fake_backend
-from tests.session_driver import FRAME, Received, stream
+from tests.session_driver import FRAME, SYSTEM, Received, Sessions, stream
 from tests.speech import QUESTIONS, pcm16k, silence
 
-SYSTEM = "You are a test assistant."
 LIMIT_S = 10.0  # generous: every wait below is for in-process fakes, never for a model
 
 ASKED = "Where is load four two seven?"
@@ -66,49 +63,6 @@ def blip() -> bytes:
 
 
 # ----- session harness ----------------------------------------------------------------
-
-
-class Sessions:
-    """Opens sessions over a backend, collecting their output; closes them after the test."""
-
-    def __init__(self, **defaults: Any) -> None:
-        """`defaults`: session options of every session opened (a test's own win)."""
-        self.defaults = defaults
-        self.opened: list[VoiceSession] = []
-
-    async def open(
-        self,
-        backend: LocalBackend,
-        *,
-        turns: list[TurnRecord] | None = None,
-        limits: SessionLimits | None = None,
-        history: list[ChatMessage] | None = None,
-        conversation_id: str | None = None,
-        live_stt: LiveStt | None = None,
-        tts_streams: TtsStreams | None = None,
-        **options: Any,
-    ) -> tuple[VoiceSession, Received]:
-        got = Received()
-        session = VoiceSession(
-            backend,
-            send_event=got.on_event,
-            send_audio=got.on_audio,
-            output_rate=backend.sample_rate,
-            system_prompt=SYSTEM,
-            # Frames arrive faster than real time, so a transcript's wall-clock delay is no
-            # measure of the pause: the transcript-aware end of turn is off unless asked for.
-            options=SessionOptions(**({"smart_end_of_turn": False} | self.defaults | options)),
-            # tests stream faster than real time unless they test exactly that
-            limits=limits or SessionLimits(realtime_burst_s=600),
-            conversation_id=conversation_id,
-            history=history,
-            on_turn=turns.append if turns is not None else None,
-            live_stt=live_stt,
-            tts_streams=tts_streams,
-        )
-        self.opened.append(session)
-        await session.start()
-        return session, got
 
 
 @pytest.fixture
