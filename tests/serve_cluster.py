@@ -213,8 +213,32 @@ def with_api_keys(serve_app: ServeApp) -> Iterator[str]:
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
     serve_app.deploy(secured)
     serve_app.wait_until(lambda: httpx.post(probe, json=body, timeout=30).status_code == 401)
+    # The sessions' port is shared by old and new ingress replicas until the old ones stop:
+    # wait until several sessions in a row meet the new config there too.
+    serve_app.wait_until(lambda: asyncio.run(_sessions_port_says(serve_app, 1008, times=4)))
     try:
         yield key
     finally:
         serve_app.deploy(serve_app.config)
         serve_app.wait_until(lambda: httpx.post(probe, json=body, timeout=30).status_code == 200)
+        serve_app.wait_until(lambda: asyncio.run(_sessions_port_says(serve_app, None, times=4)))
+
+
+async def _sessions_port_says(app: ServeApp, code: int | None, *, times: int) -> bool:
+    """`times` sessions in a row on the sessions' port are refused with `code` (None: open)."""
+    for _ in range(times):
+        try:  # a probe: a replica going away may fail it in any way, and then it is not yet
+            client = await VoiceClient.open(ws_url(app))
+        except Exception:
+            return False
+        try:
+            if code is None:
+                await client.wait_for("session.created", limit_s=10)
+            elif (await client.wait_closed(limit_s=10))[0] != code:
+                return False
+        except Exception:
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                await client.close()
+    return True

@@ -174,6 +174,11 @@ class SessionListener:
         runner, self._runner = self._runner, None
         if runner is None:
             return
+        # Stop accepting first: a session that lands on this replica now would be closed at
+        # once, while a replica still starting or staying can take it.
+        for site in list(runner.sites):
+            with contextlib.suppress(Exception):
+                await site.stop()
         closing = [ws.close(code=RESTART, message=b"server restarting") for ws in list(self._open)]
         with contextlib.suppress(Exception):
             await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), timeout=10)
