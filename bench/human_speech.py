@@ -24,6 +24,7 @@ import soundfile as sf
 from pipeline.config import Settings
 from pipeline.tools.normalize import numbers_to_digits
 from pipeline.voice import audio
+from tests.speech import normalize
 
 MANIFEST = Path(__file__).with_name("human_speech.tsv")
 _FILLERS = re.compile(r"\b(?:um+|uh+|erm|hmm|y'?know)\b")
@@ -79,5 +80,4 @@ def for_wer(text: str) -> str:
     """Lower case, numbers as digits, no fillers, no punctuation: "Ten meters, um" and
     "10 meters." score the same."""
     text = numbers_to_digits(text.lower().replace("-", " "))
-    text = _FILLERS.sub(" ", text)
-    return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text).split())
+    return " ".join(normalize(_FILLERS.sub(" ", text)).split())
