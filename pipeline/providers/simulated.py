@@ -57,6 +57,13 @@ class _Clock:
         factor = 1.0 + self._rng.uniform(-self._jitter, self._jitter)
         await asyncio.sleep(max(0.0, ms * factor) / 1000.0)
 
+    def due(self, after: float, ms: float) -> float:
+        """Loop time `ms` (jittered) after loop time `after`."""
+        return after + max(0.0, ms * (1.0 + self._rng.uniform(-self._jitter, self._jitter))) / 1000
+
+    async def until(self, t: float) -> None:
+        await asyncio.sleep(max(0.0, t - asyncio.get_running_loop().time()))
+
     def choice(self, options: Sequence[str]) -> str:
         return self._rng.choice(list(options))
 
@@ -102,9 +109,13 @@ class SimulatedChat(ChatProvider):
         reply = REPLIES[QUESTIONS.index(question)] if question in QUESTIONS else None
         words = (reply or self._clock.choice(REPLIES)).split()[:max_tokens]
         await self._clock.wait(self._first_token_ms)
+        # Tokens keep the server's own schedule: the time we take between them does not
+        # add up (a server generates whether or not we have read the last token yet).
+        due = asyncio.get_running_loop().time()
         for i, word in enumerate(words):
             if i:
-                await self._clock.wait(self._token_ms)
+                due = self._clock.due(due, self._token_ms)
+                await self._clock.until(due)
             yield word if i == 0 else " " + word
 
     async def structured(
