@@ -61,9 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     scale = sub.add_parser(
-        "scale", parents=[settings], help="new worker bounds (--min-workers/--max-workers)"
+        "scale", parents=[settings], help="new worker bounds and/or a worker count now"
     )
-    scale.add_argument("--workers", type=int, help="also set the worker count now")
+    scale.add_argument("--min", type=int, help="fewest workers (unchanged if not given)")
+    scale.add_argument("--max", type=int, help="most workers (unchanged if not given)")
+    scale.add_argument("--workers", type=int, help="the worker count now")
     scale.add_argument("--dry-run", action="store_true", help="print the calls as JSON")
 
     status = sub.add_parser("status", parents=[settings], help="services, scaling, ServeDemand")
@@ -101,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "deploy":
         return _deploy(cfg, dry_run=args.dry_run, update=args.update)
     if args.command == "scale":
-        return _scale(cfg, workers=args.workers, dry_run=args.dry_run)
+        return _scale(cfg, args)
     if args.command == "status":
         return _status(cfg, dry_run=args.dry_run)
     return _publish(cfg, args)
@@ -125,17 +127,17 @@ def _deploy(cfg: EcsConfig, *, dry_run: bool, update: bool) -> int:
     return 0
 
 
-def _scale(cfg: EcsConfig, *, workers: int | None, dry_run: bool) -> int:
+def _scale(cfg: EcsConfig, args: argparse.Namespace) -> int:
     from cluster.ecs import apply, spec
 
     try:
         plan = spec.scale_plan(
-            cfg, min_workers=cfg.min_workers, max_workers=cfg.max_workers, desired=workers
+            cfg, min_workers=args.min, max_workers=args.max, desired=args.workers
         )
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if dry_run:
+    if args.dry_run:
         _print({"command": "scale", "calls": apply.render(plan)})
         return 0
     apply.run(plan, apply.boto3_clients(cfg.region))

@@ -288,7 +288,7 @@ def service(cfg: EcsConfig, role: str) -> Call:
     return Call("ecs", "create_service", params)
 
 
-def scalable_target(cfg: EcsConfig, *, min_workers: int, max_workers: int) -> Call:
+def scalable_target(cfg: EcsConfig, *, min_workers: int | Ref, max_workers: int | Ref) -> Call:
     return Call(
         "application-autoscaling",
         "register_scalable_target",
@@ -373,16 +373,45 @@ def update_plan(cfg: EcsConfig) -> list[Call]:
 
 
 def scale_plan(
-    cfg: EcsConfig, *, min_workers: int, max_workers: int, desired: int | None
+    cfg: EcsConfig,
+    *,
+    min_workers: int | None = None,
+    max_workers: int | None = None,
+    desired: int | None = None,
 ) -> list[Call]:
-    """New bounds for the demand policy; `desired` sets the count now (the policy moves it
-    again within the bounds)."""
-    if not 1 <= min_workers <= max_workers:
-        raise ValueError("need 1 <= min <= max")
-    calls = [scalable_target(cfg, min_workers=min_workers, max_workers=max_workers)]
+    """New bounds for the demand policy (a bound not given stays as it is) and/or a worker
+    count now (the policy moves it again within the bounds)."""
+    if min_workers is None and max_workers is None and desired is None:
+        raise ValueError("nothing to change: give --min, --max or --workers")
+    for value in (min_workers, max_workers, desired):
+        if value is not None and value < 1:
+            raise ValueError("worker counts start at 1")
+    if min_workers is not None and max_workers is not None and min_workers > max_workers:
+        raise ValueError("need min <= max")
+    if desired is not None and not (min_workers or 1) <= desired <= (max_workers or desired):
+        raise ValueError("the desired count must lie within min..max")
+    calls = []
+    if min_workers is not None or max_workers is not None:
+        if min_workers is None or max_workers is None:
+            calls.append(
+                Call(
+                    "application-autoscaling",
+                    "describe_scalable_targets",
+                    {"ServiceNamespace": "ecs", "ResourceIds": [cfg.worker_resource_id]},
+                    outputs={
+                        "current_min": "ScalableTargets.0.MinCapacity",
+                        "current_max": "ScalableTargets.0.MaxCapacity",
+                    },
+                )
+            )
+        calls.append(
+            scalable_target(
+                cfg,
+                min_workers=Ref("current_min") if min_workers is None else min_workers,
+                max_workers=Ref("current_max") if max_workers is None else max_workers,
+            )
+        )
     if desired is not None:
-        if not min_workers <= desired <= max_workers:
-            raise ValueError("the desired count must lie within min..max")
         calls.append(
             Call(
                 "ecs",

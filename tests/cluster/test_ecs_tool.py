@@ -216,6 +216,7 @@ def test_workers_scale_on_serve_demand_never_cpu(
         spec.deploy_plan(cfg),
         spec.update_plan(cfg),
         spec.scale_plan(cfg, min_workers=1, max_workers=3, desired=2),
+        spec.scale_plan(cfg, max_workers=3),
     ):
         text = json.dumps(apply.render(plan))
         for word in ("Predefined", "CPUUtilization", "MemoryUtilization"):
@@ -242,20 +243,43 @@ def test_a_second_deploy_rolls_the_services_to_new_revisions(
 
 
 def test_scale_sets_bounds_and_count(aws: Aws, capsys: pytest.CaptureFixture[str]) -> None:
-    deployed(aws, capsys)
-    flags = aws.flags("--min-workers", "3", "--max-workers", "5")
-    assert main(["scale", *flags, "--workers", "4"]) == 0
-    (target,) = aws.client("application-autoscaling").describe_scalable_targets(
-        ServiceNamespace="ecs"
-    )["ScalableTargets"]
-    assert (target["MinCapacity"], target["MaxCapacity"]) == (3, 5)
-    (worker,) = aws.client("ecs").describe_services(
-        cluster="jarvis-test", services=["jarvis-test-worker"]
-    )["services"]
-    assert worker["desiredCount"] == 4
+    deployed(aws, capsys, "--min-workers", "2", "--max-workers", "6")
+    scaling, ecs = aws.client("application-autoscaling"), aws.client("ecs")
+
+    def bounds() -> tuple[int, int]:
+        (target,) = scaling.describe_scalable_targets(ServiceNamespace="ecs")["ScalableTargets"]
+        return target["MinCapacity"], target["MaxCapacity"]
+
+    def workers() -> int:
+        (worker,) = ecs.describe_services(cluster="jarvis-test", services=["jarvis-test-worker"])[
+            "services"
+        ]
+        count: int = worker["desiredCount"]
+        return count
+
+    assert main(["scale", *aws.flags(), "--workers", "4"]) == 0
+    assert (bounds(), workers()) == ((2, 6), 4)  # a count alone leaves the bounds
+    assert main(["scale", *aws.flags(), "--max", "10"]) == 0
+    assert bounds() == (2, 10)  # the minimum kept, read back from AWS
+    assert main(["scale", *aws.flags(), "--min", "3", "--max", "5", "--workers", "3"]) == 0
+    assert (bounds(), workers()) == ((3, 5), 3)
+
     capsys.readouterr()
-    assert main(["scale", *flags, "--workers", "9"]) == 2
+    assert main(["scale", *aws.flags(), "--min", "3", "--max", "5", "--workers", "9"]) == 2
     assert "within min..max" in capsys.readouterr().err
+    assert main(["scale", *aws.flags()]) == 2
+    assert "nothing to change" in capsys.readouterr().err
+
+
+def test_scale_dry_run_reads_the_bound_it_keeps(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scale", "--dry-run", "--max", "12"]) == 0
+    calls = json.loads(capsys.readouterr().out)["calls"]
+    assert [c["operation"] for c in calls] == [
+        "describe_scalable_targets",
+        "register_scalable_target",
+    ]
+    assert calls[1]["params"]["MinCapacity"] == "${current_min}"
+    assert calls[1]["params"]["MaxCapacity"] == 12
 
 
 def test_status_reports_services_policy_and_demand(
