@@ -1,0 +1,5 @@
+import sys
+
+from cluster.ecs.cli import main
+
+sys.exit(main())
