@@ -18,6 +18,7 @@ from typing import Any
 import ray
 from ray.actor import ActorHandle
 from ray.exceptions import RayError
+from ray.util.metrics import Counter
 
 from pipeline.cache.build import build_cache_core
 from pipeline.cache.client import Cache, CacheUnavailable
@@ -28,6 +29,8 @@ log = logging.getLogger("jarvis.cache")
 ACTOR_NAME = "jarvis-cache"
 ACTOR_NAMESPACE = "jarvis-serve"
 RESOLVE_RETRY_S = 5.0
+# A lease is a miss: the caller computes the value and fills it in.
+LOOKUP_TAG = {Outcome.HIT: "hit", Outcome.LEASE: "miss", Outcome.BYPASS: "bypass"}
 
 
 @ray.remote(num_cpus=0, max_restarts=-1)
@@ -35,6 +38,12 @@ class CacheActor:
     def __init__(self, args: CacheArgs, redis_url: str | None) -> None:
         self._config = (args, redis_url)
         self._core = build_cache_core(args, redis_url)
+        # A plain actor, not a replica: Ray's own metrics API (README, Metrics).
+        self._lookups = Counter(
+            "jarvis_cache_lookups",
+            description="Cache lookups by namespace and outcome (hit, miss, coalesced, ...).",
+            tag_keys=("namespace", "outcome"),
+        )
 
     async def configure(self, args: CacheArgs, redis_url: str | None) -> None:
         if (args, redis_url) != self._config:
@@ -44,7 +53,9 @@ class CacheActor:
             log.info("cache reconfigured")
 
     async def lookup(self, namespace: str, key: str) -> tuple[Outcome, Any]:
-        return await self._core.lookup(namespace, key)
+        outcome, value = await self._core.lookup(namespace, key)
+        self._lookups.inc(tags={"namespace": namespace, "outcome": LOOKUP_TAG[Outcome(outcome)]})
+        return outcome, value
 
     async def fill(self, namespace: str, key: str, value: Any) -> None:
         await self._core.fill(namespace, key, value)

@@ -18,13 +18,16 @@ from fastapi.responses import FileResponse, JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from deployments.autoscaling import OPEN_SESSIONS
 from deployments.cache import ActorBackend
 from deployments.handles import Stages
 from deployments.openai_routes import OpenAIRoutes, router
+from deployments.telemetry import IngressMetrics
 from pipeline.cache.client import CacheUnavailable
 from pipeline.config import AppArgs, Settings
-from pipeline.errors import JarvisError, NotFoundError, NotReadyError
+from pipeline.errors import BadInputError, JarvisError, NotFoundError, NotReadyError
 from pipeline.llm.history import ConversationLog
+from pipeline.metrics import primary_provider
 from pipeline.providers.build import build_stt_stream, build_tts_stream
 from pipeline.store.db import open_database
 from pipeline.voice import audio
@@ -48,7 +51,7 @@ log = logging.getLogger("jarvis.ingress")
 app = FastAPI(title="jarvis-serve", version="0.1.0")
 app.include_router(router)
 OPEN_PATHS = frozenset(
-    {"/", "/healthz", "/readyz", "/docs", "/openapi.json", "/v1/sessions/endpoint"}
+    {"/", "/dashboard", "/healthz", "/readyz", "/docs", "/openapi.json", "/v1/sessions/endpoint"}
 )
 
 
@@ -71,13 +74,41 @@ async def _auth(request: Request, call_next: Any) -> Any:
         try:
             check_bearer(request.headers.get("authorization"), _api_keys())
         except JarvisError as e:
-            return error_response(e)
-    return await call_next(request)
+            response = error_response(e)
+            _count_error(request, response.status_code)
+            return response
+    response = await call_next(request)
+    _count_error(request, response.status_code)
+    return response
+
+
+def _count_error(request: Request, status: int) -> None:
+    # The replica's metrics hang on the app it serves (module globals are not shared with
+    # the deployment class, which Serve pickles by value).
+    metrics: IngressMetrics | None = getattr(request.app.state, "metrics", None)
+    if status >= 400 and metrics is not None:
+        metrics.error(f"http_{status}")
 
 
 @app.exception_handler(JarvisError)
 async def _jarvis_error(_: Request, exc: JarvisError) -> JSONResponse:
     return error_response(exc)
+
+
+async def _replicas() -> dict[str, dict[str, int]]:
+    """Replicas per deployment of this application, by state ({"RUNNING": 2})."""
+    name = serve.get_replica_context().app_name
+    try:
+        status = await asyncio.wait_for(asyncio.to_thread(serve.status), timeout=5)
+    except Exception:  # the controller is busy or restarting: the page shows none
+        return {}
+    application = status.applications.get(name)
+    if application is None:
+        return {}
+    return {
+        d: {str(state): n for state, n in info.replica_states.items()}
+        for d, info in application.deployments.items()
+    }
 
 
 @serve.deployment
@@ -100,6 +131,9 @@ class Ingress(OpenAIRoutes):
         self._conversations = ConversationLog(
             lambda: open_database(Settings()), history_turns=args.llm.history_turns
         )
+        self._metrics = IngressMetrics()
+        app.state.metrics = self._metrics
+        self._primaries = asyncio.get_running_loop().create_task(self._learn_primaries())
         listen = args.session_socket
         cluster = ray.get_runtime_context().get_session_name()
         owner = f"{cluster}/{serve.get_replica_context().app_name}"
@@ -113,6 +147,8 @@ class Ingress(OpenAIRoutes):
         """Graceful shutdown (Serve awaits this): close the sessions' listener (clients get
         1012 and reconnect), write the turns still queued, then close."""
         await self._listener.close()
+        self._primaries.cancel()
+        await self._metrics.close()
         if self._tts_streams is not None:
             await self._tts_streams.aclose()  # pooled provider sockets, closed politely
         if not await self._conversations.flush(timeout_s=10):
@@ -153,6 +189,67 @@ class Ingress(OpenAIRoutes):
             f"port {self._listener.port}" if self._listener.listening else "off"
         )
         return {"status": "ready", "models": models}
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """For the ingress's autoscaling policy (deployments/autoscaling.py)."""
+        return {OPEN_SESSIONS: float(self._metrics.open_sessions)}
+
+    async def _learn_primaries(self) -> None:
+        """Each stage's first provider, so a turn served by another counts as a fallback."""
+        s = self._stages
+        while True:
+            try:
+                parts = await asyncio.gather(
+                    s.stt.ready.remote(), s.llm.ready.remote(), s.tts.ready.remote()
+                )
+                break
+            except Exception:  # still loading: ask again
+                await asyncio.sleep(5)
+        for part in parts:
+            for stage, name in part.items():
+                self._metrics.primaries[stage] = primary_provider(name)
+        # Streamed stages are served by the ingress's own stream first.
+        if self._live_stt is not None:
+            self._metrics.primaries["stt"] = self._live_stt.streams.name
+        if self._tts_streams is not None:
+            self._metrics.primaries["tts"] = self._tts_streams.name
+
+    @app.get("/dashboard", include_in_schema=False)
+    async def dashboard(self) -> FileResponse:
+        return FileResponse(web_file("dashboard.html"))
+
+    @app.get("/v1/metrics/latency")
+    async def latency(self, window_s: float | None = None) -> dict[str, Any]:
+        """P50/P90/P95/P99 per voice turn stage (ms after the end of speech) over the last
+        `window_s` seconds (default and at most 300), for the whole application."""
+        if window_s is not None and not 1 <= window_s <= 3600:
+            raise BadInputError("window_s must be between 1 and 3600")
+        return await self._window(window_s)
+
+    @app.get("/v1/metrics/dashboard")
+    async def dashboard_data(self) -> dict[str, Any]:
+        """What /dashboard shows: the latency window, replicas per deployment, cache hit rates."""
+        latency, replicas, cache = await asyncio.gather(
+            self._window(60.0), _replicas(), self._cache_hit_rates()
+        )
+        return {"latency": latency, "replicas": replicas, "cache": cache}
+
+    async def _window(self, window_s: float | None) -> dict[str, Any]:
+        try:
+            async with asyncio.timeout(5):
+                return await self._metrics.summary(window_s)
+        except (ray.exceptions.RayError, TimeoutError) as e:
+            raise NotReadyError("the latency window is unavailable") from e
+
+    async def _cache_hit_rates(self) -> dict[str, Any]:
+        try:
+            stats = await self._cache.stats()
+        except (CacheUnavailable, TimeoutError):
+            return {}
+        return {
+            ns: {"hits": s["hits"], "misses": s["misses"], "hit_rate": s["hit_rate"]}
+            for ns, s in stats.get("namespaces", {}).items()
+        }
 
     @app.get("/v1/sessions/endpoint")
     async def sessions_endpoint(self, request: Request) -> dict[str, Any]:
@@ -223,7 +320,7 @@ class Ingress(OpenAIRoutes):
             await sock.close(POLICY_VIOLATION, e.message)
             return
         history = await self._conversations.history(cid) if cid else []
-        send_event, send_audio = senders(sock)
+        send_event, send_audio = senders(sock, observe=self._metrics.observe)
         session = VoiceSession(
             self._stages,
             send_event=send_event,
@@ -239,7 +336,13 @@ class Ingress(OpenAIRoutes):
             live_stt=self._live_stt,
             tts_streams=self._tts_streams,
         )
-        await serve_session(sock, session, idle_timeout_s=self._args.session_limits.idle_timeout_s)
+        self._metrics.session_opened()
+        try:
+            await serve_session(
+                sock, session, idle_timeout_s=self._args.session_limits.idle_timeout_s
+            )
+        finally:
+            self._metrics.session_closed()
 
     @app.post("/v1/turn")
     async def turn(self, request: Request, session_id: str | None = None) -> dict[str, Any]:
@@ -252,6 +355,7 @@ class Ingress(OpenAIRoutes):
             self._stages, self._conversations, sid, samples, self._args.llm.system_prompt
         )
         rate = await self._stages.sample_rate()
+        self._metrics.turns.inc(tags={"route": "http"})
         return {
             "session_id": sid,
             "history_turns": history_turns,

@@ -10,8 +10,23 @@ stop_embedded_postgres() {
     .venv/bin/python -c 'from pipeline.config import Settings; from pipeline.store.embedded import stop_embedded; stop_embedded(Settings().cache_dir / "pgdata")' || true
   fi
 }
-trap stop_embedded_postgres EXIT
+# A fresh local Ray of our own (never a stale one from an earlier `ray start`), so that its
+# Prometheus endpoint has a fixed port (`serve run` alone picks a random one): README, Metrics.
+gcs="127.0.0.1:${RAY_GCS_SERVER_PORT}"
+.venv/bin/ray start --head --block --port="${RAY_GCS_SERVER_PORT}" --node-ip-address=127.0.0.1 \
+  --dashboard-host=127.0.0.1 --metrics-export-port="${JARVIS_METRICS_PORT:-8080}" \
+  --disable-usage-stats >/dev/null &
+ray_head=$!
+stop() {
+  kill -TERM "$ray_head" 2>/dev/null && wait "$ray_head" 2>/dev/null  # `--block` ends its Ray
+  stop_embedded_postgres
+}
+trap stop EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
-# --address local: always a fresh local cluster, never a stale one from an earlier `ray start`.
-.venv/bin/serve run --address local serve_config.yaml
+until .venv/bin/ray status --address "$gcs" >/dev/null 2>&1; do
+  kill -0 "$ray_head" 2>/dev/null || { echo "ray start failed (is port ${RAY_GCS_SERVER_PORT} in use?)" >&2; exit 1; }
+  sleep 1
+done
+echo "Ray's Prometheus metrics: http://127.0.0.1:${JARVIS_METRICS_PORT:-8080}/metrics"
+.venv/bin/serve run --address "$gcs" serve_config.yaml

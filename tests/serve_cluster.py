@@ -50,6 +50,7 @@ class ServeApp:
     workdir: Path
     redis: RedisServer  # the cache's Redis (REDIS_URL of the cluster), a test may stop it
     head: subprocess.Popen[bytes] | None = None  # `ray start --block`: the cluster's life
+    metrics: str = ""  # the head node's Prometheus endpoint (Ray's metrics export port)
 
     def deploy(self, config: dict[str, Any]) -> None:
         path = self.workdir / f"serve_config_{time.monotonic_ns()}.yaml"
@@ -77,6 +78,10 @@ class ServeApp:
 
     def ready(self) -> bool:
         return httpx.get(f"{self.url}/readyz", timeout=10).status_code == 200
+
+    def alive_nodes(self) -> int:
+        r = httpx.get(f"{self.dashboard}/api/v0/nodes", params={"limit": 100}, timeout=10)
+        return sum(n["state"] == "ALIVE" for n in r.json()["data"]["result"]["result"])
 
 
 def ws_url(app: ServeApp, query: str = "") -> str:
@@ -122,10 +127,13 @@ def serve_cluster(
     *,
     env: dict[str, str] | None = None,
     app_type: type[ServeApp] = ServeApp,
+    head_args: tuple[str, ...] = ("--num-cpus=2",),
+    workers: tuple[str, ...] = (),
 ) -> Iterator[ServeApp]:
     """A `ray start --head --block` cluster on free ports with its own Redis (REDIS_URL),
-    `config` deployed on a free HTTP port; `env` reaches every replica. Ended by PID."""
-    gcs, dash, http, redis_port, sessions = free_ports(5)
+    `config` deployed on a free HTTP port; `env` reaches every replica. `workers`: more nodes
+    on this machine, each a JSON of Ray node parameters (tests/ray_node.py). Ended by PID."""
+    gcs, dash, http, redis_port, sessions, metrics = free_ports(6)
     redis = RedisServer(redis_port)
     redis.start()
     # The app's embedded Postgres (DATABASE_URL is unset here) outlives killed replicas and
@@ -143,7 +151,10 @@ def serve_cluster(
             "--node-ip-address=127.0.0.1",
             "--dashboard-host=127.0.0.1",
             f"--dashboard-port={dash}",
-            "--num-cpus=2",
+            *head_args,
+            f"--metrics-export-port={metrics}",
+            # Metrics reach the endpoint within a second, not Ray's default ten.
+            '--system-config={"metrics_report_interval_ms": 1000}',
             "--disable-usage-stats",
         ],
         cwd=ROOT,
@@ -152,19 +163,50 @@ def serve_cluster(
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+    nodes: list[subprocess.Popen[bytes]] = []
     config["http_options"]["port"] = http
     config["applications"][0]["args"].setdefault("session_socket", {})["port"] = sessions
     app = app_type(
-        f"http://127.0.0.1:{http}", f"http://127.0.0.1:{dash}", config, workdir, redis, head
+        f"http://127.0.0.1:{http}",
+        f"http://127.0.0.1:{dash}",
+        config,
+        workdir,
+        redis,
+        head,
+        f"http://127.0.0.1:{metrics}/metrics",
     )
     try:
         app.wait_until(
             lambda: httpx.get(f"{app.dashboard}/api/version", timeout=5).status_code == 200, 120
         )
+        # One node at a time: nodes on one address that register together can miss their own
+        # registration (Ray looks a new node up by its address).
+        for i, node_args in enumerate(workers):
+            nodes.append(
+                subprocess.Popen(
+                    [str(BIN / "python"), "-m", "tests.ray_node", f"127.0.0.1:{gcs}", node_args],
+                    cwd=ROOT,
+                    env={
+                        **os.environ,
+                        **RAY_ENV,
+                        **(env or {}),
+                        "REDIS_URL": redis.url,
+                        "RAY_raylet_start_wait_time_s": "120",  # a busy 2-core box
+                    },
+                    stdout=open(workdir / f"ray-node-{i}.log", "wb"),  # noqa: SIM115 - as the node
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+            app.wait_until(lambda n=i: app.alive_nodes() == 2 + n, 150)
         app.deploy(config)
         app.wait_until(app.ready)
         yield app
     finally:
+        for node in nodes:
+            os.killpg(node.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                node.wait(timeout=30)
         os.killpg(head.pid, signal.SIGTERM)  # `ray start --block` stops its cluster on TERM
         try:
             head.wait(timeout=60)

@@ -7,7 +7,9 @@ from pathlib import Path
 from pipeline.errors import NotFoundError
 
 WEB_DIR = Path(__file__).resolve().parents[2] / "web"  # the repository's web/
-FILES = frozenset({"index.html", "app.js", "mic-worklet.js", "style.css"})
+FILES = frozenset(
+    {"index.html", "app.js", "mic-worklet.js", "style.css", "dashboard.html", "dashboard.js"}
+)
 
 
 def web_file(name: str) -> Path:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Callable
 from typing import Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
@@ -124,8 +125,14 @@ async def serve_session(
         await session.close()  # nothing keeps generating for a client that is gone
 
 
-def senders(sock: SessionSocket) -> tuple[SendEvent, SendAudio]:
+def senders(
+    sock: SessionSocket, observe: Callable[[Event], None] | None = None
+) -> tuple[SendEvent, SendAudio]:
+    """How a session sends; `observe` sees each event first (the replica's metrics)."""
+
     async def send_event(event: Event) -> None:
+        if observe is not None:
+            observe(event)
         await sock.send_text(json.dumps(event.to_json(), separators=(",", ":"), ensure_ascii=False))
 
     async def send_audio(data: bytes) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 import json
@@ -20,9 +21,10 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from pipeline.voice import audio
+from pipeline.web.client import VoiceClient
 from tests.ports import free_port
-from tests.serve_cluster import ROOT, ServeApp, proxy_ws_url, ws_url
-from tests.speech import QUESTIONS, speech_pcm, voice, wer
+from tests.serve_cluster import ROOT, ServeApp, microphone, proxy_ws_url, ws_url
+from tests.speech import QUESTIONS, pcm16k, speech_pcm, voice, wer
 
 pytestmark = pytest.mark.serve
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -174,3 +176,40 @@ def test_page_falls_back_to_its_origin_when_the_sessions_port_is_unreachable(
     assert wer(QUESTIONS[0], state["finals"][0]) <= 0.15, state["finals"]
     assert state["samplesScheduled"] > 22_050 // 2  # reply audio was scheduled for playback
     assert state["latencies"][0]["first_audio_sent_ms"] > 0
+
+
+def test_dashboard_shows_the_latency_of_turns_just_taken(
+    serve_app: ServeApp, browser: webdriver.Chrome
+) -> None:
+    async def one_turn() -> dict[str, Any]:
+        client = await VoiceClient.open(ws_url(serve_app))
+        await client.send_audio(pcm16k(QUESTIONS[2]))
+        async with microphone(client):
+            done = await client.wait_for("response.done")
+            browser.get(serve_app.url + "/dashboard")  # while the session is open
+            await asyncio.sleep(3)  # two polls
+            shown = browser.find_element(By.ID, "open-sessions").text
+        await client.close()
+        return {"done": done, "open_sessions": shown}
+
+    turn = asyncio.run(one_turn())
+    assert browser.title == "Jarvis latency dashboard"
+    assert int(turn["open_sessions"]) >= 1
+    deadline = time.monotonic() + 20
+    while "ms" not in browser.find_element(By.ID, "v2v-p90").text:
+        assert time.monotonic() < deadline, browser.find_element(By.ID, "status").text
+        time.sleep(0.5)
+    assert browser.find_element(By.ID, "status").text == "live"
+    stages = {
+        r.find_elements(By.TAG_NAME, "td")[0].text: [
+            td.text for td in r.find_elements(By.TAG_NAME, "td")[1:]
+        ]
+        for r in browser.find_elements(By.CSS_SELECTOR, "#stages tbody tr")
+    }
+    turns, p50, p90, p95, p99 = stages["voice-to-voice"]
+    assert int(turns) >= 1 and 0 < int(p50) <= int(p90) <= int(p95) <= int(p99)
+    replicas = browser.find_element(By.ID, "replicas").text
+    assert "Ingress" in replicas and "running" in replicas
+    assert browser.find_elements(By.CSS_SELECTOR, "#trend polyline")  # the trend is drawn
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
