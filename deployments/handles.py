@@ -2,17 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import numpy as np
+from ray.exceptions import RayActorError, RayTaskError
 from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
 
+from pipeline.errors import StageUnavailableError
 from pipeline.llm.wire import tool_uses_apart
 from pipeline.types import ChatMessage, OnServed, OnTool, Speech, Transcript
 
+log = logging.getLogger("jarvis.handles")
 
-async def relay(response: DeploymentResponse | DeploymentResponseGenerator) -> AsyncIterator[Any]:
+
+@contextlib.contextmanager
+def replica_lost(stage: str) -> Iterator[None]:
+    """A replica that dies under a call fails it with Ray's `RayActorError`
+    (`ActorUnavailableError` over gRPC, `ActorDiedError`): the caller gets a
+    `StageUnavailableError` instead (a session's `error` event, HTTP's 503 envelope), not a
+    bare 500. Serve replaces the replica; the next call reaches the new one. An actor lost
+    by the replica's own work comes wrapped in a `RayTaskError`: the replica's error, kept."""
+    try:
+        yield
+    except RayActorError as e:
+        if isinstance(e, RayTaskError):
+            raise
+        log.warning("%s: a replica was lost under a call (%s)", stage, type(e).__name__)
+        raise StageUnavailableError(stage) from e
+
+
+async def relay(
+    response: DeploymentResponse | DeploymentResponseGenerator, stage: str
+) -> AsyncIterator[Any]:
     """Relay a streamed handle call; when the consumer stops or is cancelled, so does the call.
 
     Cancelling the task that awaits a streaming response does not reach the replica by
@@ -20,8 +44,9 @@ async def relay(response: DeploymentResponse | DeploymentResponseGenerator) -> A
     """
     assert isinstance(response, DeploymentResponseGenerator), "call with options(stream=True)"
     try:
-        async for item in response:
-            yield item
+        with replica_lost(stage):
+            async for item in response:
+                yield item
     finally:
         response.cancel()
 
@@ -35,7 +60,8 @@ class Stages:
         self._tts_rate: int | None = None
 
     async def transcribe(self, samples: np.ndarray) -> Transcript:
-        return await self.stt.transcribe.remote(samples)
+        with replica_lost("stt"):
+            return await self.stt.transcribe.remote(samples)
 
     async def chat(
         self,
@@ -61,17 +87,19 @@ class Stages:
     ) -> AsyncIterator[str]:
         """The reply's text; the turn's tool use goes to `on_tool`, who answers to `on_served`."""
         call = self.llm.options(stream=True).chat.remote(messages, max_tokens, temperature, final)
-        items = relay(call)
+        items = relay(call, "llm")
         return tool_uses_apart(items, on_tool, on_served)
 
     async def synthesize(self, text: str) -> Speech:
-        return await self.tts.synthesize.remote(text)
+        with replica_lost("tts"):
+            return await self.tts.synthesize.remote(text)
 
     def speech(self, text: str) -> AsyncIterator[bytes]:
         """PCM16 of `text`, sentence by sentence."""
-        return relay(self.tts.options(stream=True).stream.remote(text))
+        return relay(self.tts.options(stream=True).stream.remote(text), "tts")
 
     async def sample_rate(self) -> int:
         if self._tts_rate is None:
-            self._tts_rate = await self.tts.sample_rate.remote()
+            with replica_lost("tts"):
+                self._tts_rate = await self.tts.sample_rate.remote()
         return self._tts_rate

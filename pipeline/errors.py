@@ -64,6 +64,18 @@ class TransientProviderError(ProviderError):
         self.status = status
 
 
+class StageUnavailableError(JarvisError):
+    """A stage's replica was lost under a call (killed, out of memory, its node gone): the
+    call may or may not have run there. Serve replaces the replica; the same request can be
+    made again. `stage` is "stt", "llm" or "tts"."""
+
+    status_code = 503
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(f"{stage}: the stage's replica was lost mid-call; try again")
+        self.stage = stage
+
+
 class ModelFileError(JarvisError):
     """Model files are missing or do not match their pinned checksum."""
 
