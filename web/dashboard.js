@@ -38,7 +38,7 @@ function trend() {
   const top = Math.max(500, ...values) * 1.1;
   const line = (key, color) => {
     const points = history
-      .map((p, i) => (p[key] === null ? null : `${(i / (HISTORY - 1)) * w},${h - (p[key] / top) * h}`))
+      .map((p, i) => (p[key] === null ? null : `${(i / Math.max(1, history.length - 1)) * w},${h - (p[key] / top) * h}`))
       .filter((p) => p !== null);
     return points.length
       ? `<polyline fill="none" stroke="${color}" stroke-width="2" points="${points.join(" ")}"/>`

@@ -212,4 +212,6 @@ def test_dashboard_shows_the_latency_of_turns_just_taken(
     assert "Ingress" in replicas and "running" in replicas
     assert browser.find_elements(By.CSS_SELECTOR, "#trend polyline")  # the trend is drawn
     ARTIFACTS.mkdir(exist_ok=True)
+    browser.set_window_size(1200, 1500)  # the whole page in the picture
+    time.sleep(2.5)  # one more poll: the trend has two points
     browser.save_screenshot(str(ARTIFACTS / "dashboard.png"))
