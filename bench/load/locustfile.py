@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import gevent
 from locust import HttpUser, User, between, constant, events, task
 from locust.env import Environment
+from locust.stats import CSV_STATS_INTERVAL_SEC
 
 from bench.load.speech import Utterance, default_dir, load
 from bench.load.voice import SESSION_ERRORS, VoiceSession
@@ -118,6 +119,16 @@ def _resolve(environment: Environment, **_: Any) -> None:
     how = options.sessions_url if options else "auto"
     _Shared.sessions_url = sessions_url(environment.host or "", how)
     log.info("voice sessions at %s", _Shared.sessions_url)
+
+
+@events.quitting.add_listener
+def _last_csv_rows(environment: Environment, **_: Any) -> None:
+    """Locust writes its CSV every second and closes it at exit without a last write: the
+    users have stopped now, so give the writer one more turn (else the last second's
+    requests are missing from the CSV; the HTML report has them)."""
+    options = environment.parsed_options
+    if options is not None and options.csv_prefix:
+        gevent.sleep(CSV_STATS_INTERVAL_SEC + 0.2)
 
 
 def sessions_url(host: str, how: str) -> str:
@@ -262,6 +273,7 @@ class ChatUser(HttpUser):
         with self.client.post(
             "/v1/chat/completions",
             json=self._body(False),
+            name="/v1/chat/completions",
             timeout=self._timeout(),
             catch_response=True,
         ) as reply:
