@@ -5,10 +5,11 @@
 
 (`scripts/load.sh` does this, and prepares the speech first.) Most load is voice sessions
 (weight 8 of 10): each streams real synthesized speech at real-time pace in 20 ms frames,
-keeps its microphone open (silence) between turns, and reports `WS v2v` (first reply audio
-after the end of speech, at the client) and `stage:<name>` for each stage timing of
-`response.done`'s `latency`. HTTP turn users POST a WAV to /v1/turn; chat users call
-/v1/chat/completions with and without streaming.
+keeps its microphone open (silence) between turns, and reports `WS turn` (a failure when no
+reply comes) and for an answered turn `WS v2v` (first reply audio after the end of speech,
+at the client) and `stage:<name>` for each stage timing of `response.done`'s `latency`.
+HTTP turn users POST a WAV to /v1/turn; chat users call /v1/chat/completions with and
+without streaming.
 
 `--scenario light|medium|heavy|stress` sets 10/50/100/200 users and their spawn rate. It
 refuses `-u`/`-r` beside it (no silent override); without `--scenario`, `-u`/`-r` apply as
@@ -39,6 +40,13 @@ log = logging.getLogger("jarvis.load")
 SCENARIOS = {"light": (10, 2.0), "medium": (50, 5.0), "heavy": (100, 10.0), "stress": (200, 20.0)}
 SESSIONS_PATH = "/v1/sessions"
 FIRST_TURN_WITHIN_S = 3.0  # a voice user starts speaking at a random moment within this
+
+
+def _why(reply: Any) -> str:
+    """A failed HTTP request's reason: its status, or what kept it from having one."""
+    if reply.status_code == 0:  # no response: a timeout, a refused or dropped connection
+        return f"no response: {type(reply.error).__name__}"
+    return f"HTTP {reply.status_code}"
 
 
 class _Shared:
@@ -208,11 +216,14 @@ class VoiceUser(User):
                 reply_timeout_s=options.reply_timeout if options else 30.0,
             )
         except SESSION_ERRORS as e:
-            _fire(self.environment, "WS", "v2v", (time.perf_counter() - start) * 1000, 0, e)
+            _fire(self.environment, "WS", "turn", (time.perf_counter() - start) * 1000, 0, e)
             session.close()
             self._session = None  # a new session for the next turn
             return
+        # `turn` counts turns and their failures; `v2v` and the stages time the answered
+        # ones only (a failure's time would be the timeout, not a latency).
         env = self.environment
+        _fire(env, "WS", "turn", result.turn_ms, result.audio_bytes)
         _fire(env, "WS", "v2v", result.v2v_ms, result.audio_bytes)
         for key, value in result.latency.items():
             if isinstance(value, int | float) and not isinstance(value, bool):
@@ -243,7 +254,7 @@ class TurnUser(HttpUser):
             catch_response=True,
         ) as reply:
             if reply.status_code != 200:
-                reply.failure(f"HTTP {reply.status_code}")
+                reply.failure(_why(reply))
                 return
             body = reply.json()
             if not body.get("transcript") or not body.get("audio", {}).get("data"):
@@ -278,7 +289,7 @@ class ChatUser(HttpUser):
             catch_response=True,
         ) as reply:
             if reply.status_code != 200:
-                reply.failure(f"HTTP {reply.status_code}")
+                reply.failure(_why(reply))
             elif not reply.json()["choices"][0]["message"]["content"]:
                 reply.failure("empty reply")
 
@@ -296,7 +307,7 @@ class ChatUser(HttpUser):
             catch_response=True,
         ) as reply:
             if reply.status_code != 200:
-                reply.failure(f"HTTP {reply.status_code}")
+                reply.failure(_why(reply))
                 return
             lines = [line for line in reply.iter_lines() if line.startswith(b"data:")]
             if not lines or lines[-1] != b"data: [DONE]":

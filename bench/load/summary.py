@@ -16,9 +16,10 @@ PERCENTILES = ("50%", "90%", "95%", "99%")
 
 
 def is_measurement(kind: str, name: str) -> bool:
-    """Rows that time part of a request counted elsewhere: stage timings of a voice turn,
-    the load generator's own lateness, a chat stream's time to [DONE]."""
-    return name.startswith(("stage:", "client:")) or kind == "SSE"
+    """Rows that time part of a request counted elsewhere: a voice turn's V2V and stage
+    timings (the turn is `WS turn`), the load generator's own lateness, a chat stream's
+    time to [DONE]."""
+    return name == "v2v" or name.startswith(("stage:", "client:")) or kind == "SSE"
 
 
 @dataclass(frozen=True)
@@ -88,12 +89,12 @@ def summary(prefix: Path | str) -> str:
     if total is not None:
         requests = sum(r.requests for r in counted)
         out.append(
-            f"requests {requests} (voice turns, connects, HTTP; stage rows not counted), "
+            f"requests {requests} (voice turns, connects, HTTP; V2V and stage rows not counted), "
             f"failures {total.failures}"
         )
     if v2v is not None:
         ps = " / ".join("-" if v is None else f"{v:.0f}" for v in v2v.percentiles.values())
-        out.append(f"voice-to-voice P50 / P90 / P95 / P99 ms: {ps} ({v2v.requests} turns)")
+        out.append(f"voice-to-voice P50 / P90 / P95 / P99 ms: {ps} ({v2v.requests} answered turns)")
     for row, error, count in read_failures(prefix)[:5]:
         out.append(f"failure x{count}: {row}: {error}")
     return "\n".join(out)

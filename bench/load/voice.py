@@ -48,6 +48,7 @@ class Turn:
 
 @dataclass(frozen=True)
 class TurnResult:
+    turn_ms: float  # from the first frame of speech to response.done
     v2v_ms: float
     audio_bytes: int
     audio_ms: float
@@ -159,6 +160,7 @@ class VoiceSession:
             raise TurnFailed(self.closed)
         turn = self._turn = Turn()
         self.mic.max_lag_s = 0.0
+        began = time.perf_counter()
         pcm, last = utterance.pcm, int(utterance.speech_end_s / FRAME_S)
         for k, i in enumerate(range(0, len(pcm), FRAME)):
             frame = pcm[i : i + FRAME]
@@ -170,6 +172,7 @@ class VoiceSession:
             if time.perf_counter() > deadline:
                 raise TurnFailed(f"no response.done within {reply_timeout_s:.0f} s")
             self.mic.send()
+        ended = time.perf_counter()
         if turn.failure is not None or turn.done is None or turn.speech_end is None:
             raise TurnFailed(turn.failure or "no reply")
         after = [(t, n) for t, n in turn.audio if t >= turn.speech_end]
@@ -177,6 +180,7 @@ class VoiceSession:
             raise TurnFailed("response.done without reply audio")
         done = turn.done
         result = TurnResult(
+            turn_ms=(ended - began) * 1000,
             v2v_ms=(after[0][0] - turn.speech_end) * 1000,
             audio_bytes=sum(n for _, n in after),
             audio_ms=float(done.get("audio_ms") or 0.0),
