@@ -90,10 +90,15 @@ async def port_owner(host: str, port: int, timeout_s: float = 2.0) -> str | None
 class SessionListener:
     """The listener of one ingress replica: started from its event loop, closed on shutdown."""
 
-    def __init__(self, handler: Handler, *, host: str, port: int, owner: str) -> None:
-        """`owner` names the application: its replicas share the port, no one else."""
+    def __init__(
+        self, handler: Handler, *, host: str, port: int, owner: str, owner_wait_s: float = 30.0
+    ) -> None:
+        """`owner` names the application: its replicas share the port, no one else.
+        `owner_wait_s`: how long a listener that does not say who it is may hold the port
+        before this one gives up on it (a replica shutting down stops answering first)."""
         self._handler = handler
         self.host, self.port, self.owner = host, port, owner
+        self._owner_wait_s = owner_wait_s
         self._runner: web.AppRunner | None = None
         self._open: weakref.WeakSet[web.WebSocketResponse] = weakref.WeakSet()
         self.error: str | None = None
@@ -111,13 +116,21 @@ class SessionListener:
             self._refuse(f"did not start: {type(e).__name__}: {e}")
 
     async def _start(self) -> None:
-        owner = await port_owner(self.host, self.port)
-        if self._closed:
-            return
-        if owner is not None and owner != self.owner:
-            who = f"application {owner!r}" if owner else "another program"
-            self._refuse(f"port {self.port} is in use by {who}")
-            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._owner_wait_s
+        while True:
+            owner = await port_owner(self.host, self.port)
+            if self._closed:
+                return
+            if owner is None or owner == self.owner:
+                break
+            # Another application says so at once. A listener that does not answer may be one
+            # of ours on its way out (redeploys overlap): ask again for a while.
+            if owner or loop.time() >= deadline:
+                who = f"application {owner!r}" if owner else "another program"
+                self._refuse(f"port {self.port} is in use by {who}")
+                return
+            await asyncio.sleep(1.0)
         app = web.Application()
         app.router.add_get(PATH, self._session)
         app.router.add_get(OWNER_PATH, self._owner)

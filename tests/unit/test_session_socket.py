@@ -43,12 +43,14 @@ async def run_session(sock: AiohttpSocket, *, idle_timeout_s: float = 30.0) -> N
 
 @contextlib.asynccontextmanager
 async def listening(
-    port: int, owner: str = OWNER, *, idle_timeout_s: float = 30.0
+    port: int, owner: str = OWNER, *, idle_timeout_s: float = 30.0, owner_wait_s: float = 2.0
 ) -> AsyncIterator[SessionListener]:
     async def handler(sock: AiohttpSocket) -> None:
         await run_session(sock, idle_timeout_s=idle_timeout_s)
 
-    listener = SessionListener(handler, host="127.0.0.1", port=port, owner=owner)
+    listener = SessionListener(
+        handler, host="127.0.0.1", port=port, owner=owner, owner_wait_s=owner_wait_s
+    )
     await listener.start()
     try:
         yield listener
@@ -150,6 +152,28 @@ async def test_a_port_held_by_another_program_is_left_alone() -> None:
             assert listener.error == f"port {port} is in use by another program"
         hang.cancel()
     assert await port_owner("127.0.0.1", free_port()) is None
+
+
+async def test_a_mute_listener_that_goes_away_is_waited_out() -> None:
+    """A replica shutting down stops answering before it lets go of the port; the replica
+    that replaces it asks again instead of giving the port up for good."""
+    held = socket.create_server(("127.0.0.1", 0))
+    port = held.getsockname()[1]
+    held.setblocking(False)
+
+    async def mute_then_gone() -> None:
+        loop = asyncio.get_running_loop()
+        conn, _ = await loop.sock_accept(held)  # the first owner question gets no answer
+        await asyncio.sleep(3)
+        conn.close()
+        held.close()
+
+    going = asyncio.create_task(mute_then_gone())
+    async with listening(port, owner_wait_s=15) as listener:
+        assert listener.listening, listener.error
+        async with connect(f"ws://127.0.0.1:{port}/v1/sessions") as ws:
+            assert ws.protocol.state.name == "OPEN"
+    await going
 
 
 def test_keys_by_header_or_query() -> None:
