@@ -14,9 +14,11 @@ from typing import Any
 
 import ray
 from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException
 
 from deployments.autoscaling import OPEN_SESSIONS
 from deployments.cache import ActorBackend
@@ -33,7 +35,14 @@ from pipeline.store.db import open_database
 from pipeline.voice import audio
 from pipeline.voice.session import VoiceSession
 from pipeline.voice.turn import converse
-from pipeline.web.http import audio_from_request, check_bearer, check_session_id, error_response
+from pipeline.web.http import (
+    audio_from_request,
+    check_bearer,
+    check_session_id,
+    error_response,
+    http_error_response,
+    validation_error_response,
+)
 from pipeline.web.session_socket import PATH as SESSIONS_PATH
 from pipeline.web.session_socket import AiohttpSocket, SessionListener
 from pipeline.web.static import web_file
@@ -93,6 +102,16 @@ def _count_error(request: Request, status: int) -> None:
 @app.exception_handler(JarvisError)
 async def _jarvis_error(_: Request, exc: JarvisError) -> JSONResponse:
     return error_response(exc)
+
+
+@app.exception_handler(RequestValidationError)
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    return validation_error_response(exc.errors())
+
+
+@app.exception_handler(HTTPException)
+async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    return http_error_response(exc.status_code, exc.headers)
 
 
 async def _replicas() -> dict[str, dict[str, int]]:

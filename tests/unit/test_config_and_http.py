@@ -1,12 +1,22 @@
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from pydantic import ValidationError
+from starlette.responses import JSONResponse
 
 from pipeline.config import AppArgs, BatchConfig, Settings
 from pipeline.errors import AuthError, BadInputError
-from pipeline.web.http import check_bearer, check_session_id
+from pipeline.web.http import (
+    check_bearer,
+    check_session_id,
+    error_response,
+    http_error_response,
+    validation_error_response,
+)
+from pipeline.web.openai_shapes import ChatCompletionRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,3 +72,25 @@ def test_the_browser_client_files_are_served_and_nothing_else() -> None:
         assert web_file(name).is_file(), name
     with pytest.raises(NotFoundError):
         web_file("../pyproject.toml")
+
+
+def _body(response: JSONResponse) -> Any:
+    return json.loads(bytes(response.body))
+
+
+def test_every_error_answers_with_the_envelope() -> None:
+    r = error_response(AuthError("invalid API key"))
+    assert (r.status_code, r.headers["www-authenticate"]) == (401, "Bearer")
+    assert _body(r) == {"error": {"message": "invalid API key", "type": "AuthError"}}
+    with pytest.raises(ValidationError) as caught:
+        ChatCompletionRequest.model_validate({"messages": [], "model": 98765})
+    errors = [{**e, "loc": ("body", *e["loc"])} for e in caught.value.errors()]
+    r = validation_error_response(errors)
+    assert r.status_code == 422
+    error = _body(r)["error"]
+    assert error["type"] == "RequestValidationError"
+    assert "body.messages" in error["message"] and "body.model" in error["message"]
+    assert "98765" not in error["message"]  # what was sent is not echoed
+    r = http_error_response(405, {"Allow": "GET"})
+    assert (r.status_code, r.headers["allow"]) == (405, "GET")
+    assert _body(r)["error"] == {"message": "Method Not Allowed", "type": "MethodNotAllowedError"}
