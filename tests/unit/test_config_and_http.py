@@ -94,3 +94,19 @@ def test_every_error_answers_with_the_envelope() -> None:
     r = http_error_response(405, {"Allow": "GET"})
     assert (r.status_code, r.headers["allow"]) == (405, "GET")
     assert _body(r)["error"] == {"message": "Method Not Allowed", "type": "MethodNotAllowedError"}
+
+
+def test_openai_request_types_are_strict() -> None:
+    ok = {"messages": [{"role": "user", "content": "hi"}]}
+    assert ChatCompletionRequest.model_validate({**ok, "max_tokens": 8.0}).max_tokens == 8
+    assert ChatCompletionRequest.model_validate({**ok, "temperature": 1}).temperature == 1.0
+    for bad in (
+        {"temperature": "0.5"},
+        {"temperature": False},
+        {"stream": 1},
+        {"max_tokens": "8"},
+        {"max_tokens": 8.5},
+        {"model": 3},
+    ):
+        with pytest.raises(ValidationError):
+            ChatCompletionRequest.model_validate({**ok, **bad})
