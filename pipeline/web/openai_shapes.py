@@ -42,7 +42,18 @@ class ChatMessageIn(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
-    model_config = STRICT
+    model_config = ConfigDict(
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "jarvis",
+                    "messages": [{"role": "user", "content": "Is the north dock open?"}],
+                    "max_tokens": 16,
+                }
+            ]
+        },
+    )
     model: str = "jarvis"
     messages: list[ChatMessageIn] = Field(min_length=1)
     stream: bool = False
@@ -55,7 +66,12 @@ class ChatCompletionRequest(BaseModel):
 
 
 class SpeechRequest(BaseModel):
-    model_config = STRICT
+    model_config = ConfigDict(
+        strict=True,
+        json_schema_extra={
+            "examples": [{"model": "tts-1", "input": "The north dock is open.", "voice": "alloy"}]
+        },
+    )
     model: str = "jarvis-tts"
     input: str = Field(
         min_length=1, description="at most limits.max_text_chars (4096 by default): 400 above"
@@ -65,6 +81,66 @@ class SpeechRequest(BaseModel):
         default="wav", description="wav, or raw PCM16 mono at the voice's rate (22.05 kHz)"
     )
     speed: float | None = Field(default=None, ge=0.25, le=4.0)
+
+
+# Response shapes, as the OpenAI SDK reads them (for the OpenAPI document).
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: Literal["stop"]
+
+
+class ChatCompletion(BaseModel):
+    id: str = Field(examples=["chatcmpl-5c2b0e4f9a7d4e1b8c3a6f2d"])
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[ChatChoice]
+
+
+class Delta(BaseModel):
+    role: Literal["assistant"] = Field(default="assistant", description="first chunk only")
+    content: str = Field(default="", description="absent in the last chunk")
+
+
+class ChunkChoice(BaseModel):
+    index: int
+    delta: Delta
+    finish_reason: Literal["stop"] | None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One server-sent event of a streamed completion; a failure mid-stream is an event with
+    the error envelope, the end is `data: [DONE]`."""
+
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+
+
+class Transcription(BaseModel):
+    text: str = Field(examples=["Is the north dock open?"])
+
+
+class Model(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[Model]
 
 
 MODEL_IDS = ("jarvis", "whisper-1", "tts-1")

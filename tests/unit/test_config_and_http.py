@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse
 
 from pipeline.config import AppArgs, BatchConfig, Settings
 from pipeline.errors import AuthError, BadInputError
+from pipeline.web import contract
 from pipeline.web.http import (
     check_bearer,
     check_session_id,
@@ -110,3 +111,25 @@ def test_openai_request_types_are_strict() -> None:
     ):
         with pytest.raises(ValidationError):
             ChatCompletionRequest.model_validate({**ok, **bad})
+
+
+def test_the_document_adds_bearer_auth_and_the_envelope_to_fastapi_s() -> None:
+    fastapi_doc = {
+        "paths": {
+            "/healthz": {"get": {"responses": {"200": {}}}},
+            "/v1/stats": {"get": {"responses": {"200": {}, "422": {"description": "detail"}}}},
+        },
+        "components": {"schemas": {"HTTPValidationError": {}, "ValidationError": {}}},
+    }
+    for required, security in ((True, [{"bearerAuth": []}]), (False, [{"bearerAuth": []}, {}])):
+        doc = contract.finish(fastapi_doc, open_paths={"/healthz"}, keys_required=required)
+        stats = doc["paths"]["/v1/stats"]["get"]
+        assert stats["security"] == security
+        envelope = {"$ref": "#/components/schemas/ErrorEnvelope"}
+        assert stats["responses"]["401"]["content"]["application/json"]["schema"] == envelope
+        assert stats["responses"]["422"]["content"]["application/json"]["schema"] == envelope
+        assert "security" not in doc["paths"]["/healthz"]["get"]
+        assert "401" not in doc["paths"]["/healthz"]["get"]["responses"]
+        assert {"ErrorEnvelope", "ErrorDetail"} <= set(doc["components"]["schemas"])
+        assert "HTTPValidationError" not in doc["components"]["schemas"]
+    assert "security" not in fastapi_doc["paths"]["/v1/stats"]["get"]  # not changed in place
