@@ -10,13 +10,15 @@ import functools
 import ipaddress
 import logging
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import ray
-from fastapi import FastAPI, Request, WebSocket
+from fastapi import FastAPI, Path, Query, Request, WebSocket
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
+from starlette.exceptions import HTTPException
 
 from deployments.autoscaling import OPEN_SESSIONS
 from deployments.cache import ActorBackend
@@ -33,7 +35,15 @@ from pipeline.store.db import open_database
 from pipeline.voice import audio
 from pipeline.voice.session import VoiceSession
 from pipeline.voice.turn import converse
-from pipeline.web.http import audio_from_request, check_bearer, check_session_id, error_response
+from pipeline.web import contract
+from pipeline.web.http import (
+    audio_from_request,
+    check_bearer,
+    check_session_id,
+    error_response,
+    http_error_response,
+    validation_error_response,
+)
 from pipeline.web.session_socket import PATH as SESSIONS_PATH
 from pipeline.web.session_socket import AiohttpSocket, SessionListener
 from pipeline.web.static import web_file
@@ -48,7 +58,13 @@ from pipeline.web.ws import (
 )
 
 log = logging.getLogger("jarvis.ingress")
-app = FastAPI(title="jarvis-serve", version="0.1.0")
+app = FastAPI(
+    title="jarvis-serve",
+    version="0.1.0",
+    description="A real-time voice assistant: voice turns, OpenAI-compatible chat, "
+    'transcription and speech. Every error answers `{"error": {"message", "type"}}`. '
+    "Voice sessions are a WebSocket at /v1/sessions (not in this document: docs/sessions.md).",
+)
 app.include_router(router)
 OPEN_PATHS = frozenset(
     {"/", "/dashboard", "/healthz", "/readyz", "/docs", "/openapi.json", "/v1/sessions/endpoint"}
@@ -58,6 +74,17 @@ OPEN_PATHS = frozenset(
 @functools.cache
 def _api_keys() -> frozenset[str]:
     return Settings().api_key_set()
+
+
+def _openapi() -> dict[str, Any]:
+    if app.openapi_schema is None:
+        app.openapi_schema = contract.finish(
+            FastAPI.openapi(app), open_paths=OPEN_PATHS, keys_required=bool(_api_keys())
+        )
+    return app.openapi_schema
+
+
+app.openapi = _openapi  # type: ignore[method-assign]  # FastAPI's way to extend its document
 
 
 def _loopback(host: str) -> bool:
@@ -93,6 +120,16 @@ def _count_error(request: Request, status: int) -> None:
 @app.exception_handler(JarvisError)
 async def _jarvis_error(_: Request, exc: JarvisError) -> JSONResponse:
     return error_response(exc)
+
+
+@app.exception_handler(RequestValidationError)
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    return validation_error_response(exc.errors())
+
+
+@app.exception_handler(HTTPException)
+async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
+    return http_error_response(exc.status_code, exc.headers)
 
 
 async def _replicas() -> dict[str, dict[str, int]]:
@@ -164,11 +201,18 @@ class Ingress(OpenAIRoutes):
     async def web(self, name: str) -> FileResponse:
         return FileResponse(web_file(name))
 
-    @app.get("/healthz")
+    @app.get("/healthz", response_model=None, responses=contract.ok(contract.Health))
     async def healthz(self) -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz")
+    @app.get(
+        "/readyz",
+        response_model=None,
+        responses={
+            **contract.ok(contract.Readiness),
+            **contract.errors(503, s503="Models are still loading, or the tools are opening"),
+        },
+    )
     async def readyz(self) -> dict[str, Any]:
         """200 once every stage has loaded its models and the company tools have settled."""
         s = self._stages
@@ -218,15 +262,35 @@ class Ingress(OpenAIRoutes):
     async def dashboard(self) -> FileResponse:
         return FileResponse(web_file("dashboard.html"))
 
-    @app.get("/v1/metrics/latency")
-    async def latency(self, window_s: float | None = None) -> dict[str, Any]:
+    @app.get(
+        "/v1/metrics/latency",
+        response_model=None,
+        responses={
+            **contract.ok(contract.LatencyWindow),
+            **contract.errors(400, 422, 503, s400="window_s is out of range"),
+        },
+    )
+    async def latency(
+        self,
+        window_s: Annotated[
+            float | None,
+            Query(
+                description="seconds (1 to 3600; default and at most the window's 300)",
+                json_schema_extra={"minimum": 1, "maximum": 3600},  # checked below: 400
+            ),
+        ] = None,
+    ) -> dict[str, Any]:
         """P50/P90/P95/P99 per voice turn stage (ms after the end of speech) over the last
         `window_s` seconds (default and at most 300), for the whole application."""
         if window_s is not None and not 1 <= window_s <= 3600:
             raise BadInputError("window_s must be between 1 and 3600")
         return await self._window(window_s)
 
-    @app.get("/v1/metrics/dashboard")
+    @app.get(
+        "/v1/metrics/dashboard",
+        response_model=None,
+        responses={**contract.ok(contract.Dashboard), **contract.errors(503)},
+    )
     async def dashboard_data(self) -> dict[str, Any]:
         """What /dashboard shows: the latency window, replicas per deployment, cache hit rates."""
         latency, replicas, cache = await asyncio.gather(
@@ -251,7 +315,11 @@ class Ingress(OpenAIRoutes):
             for ns, s in stats.get("namespaces", {}).items()
         }
 
-    @app.get("/v1/sessions/endpoint")
+    @app.get(
+        "/v1/sessions/endpoint",
+        response_model=None,
+        responses=contract.ok(contract.SessionsEndpoint),
+    )
     async def sessions_endpoint(self, request: Request) -> dict[str, Any]:
         """Where voice sessions are cheapest: the sessions' own port when it is listening
         and reachable by this client (clients keep the host they reached this page on),
@@ -265,7 +333,7 @@ class Ingress(OpenAIRoutes):
             "url": listen.public_url,
         }
 
-    @app.get("/v1/stats")
+    @app.get("/v1/stats", response_model=None, responses=contract.ok(contract.Stats))
     async def stats(self) -> dict[str, Any]:
         """Work in flight / finished / cancelled per stage (of the replica each call reaches)."""
         s = self._stages
@@ -282,7 +350,14 @@ class Ingress(OpenAIRoutes):
             out.update(part)
         return out
 
-    @app.get("/v1/cache/stats")
+    @app.get(
+        "/v1/cache/stats",
+        response_model=None,
+        responses={
+            **contract.ok(contract.CacheStats),
+            **contract.errors(503, s503="The cache is unavailable"),
+        },
+    )
     async def cache_stats(self) -> dict[str, Any]:
         """Per-namespace hits, misses, single-flight waits, bypasses; the store's health."""
         try:
@@ -290,8 +365,25 @@ class Ingress(OpenAIRoutes):
         except (CacheUnavailable, TimeoutError) as e:
             raise NotReadyError("the cache is unavailable") from e
 
-    @app.get("/v1/conversations/{conversation_id}")
-    async def conversation(self, conversation_id: str) -> dict[str, Any]:
+    @app.get(
+        "/v1/conversations/{conversation_id}",
+        response_model=None,
+        responses={
+            **contract.ok(contract.Conversation),
+            **contract.errors(
+                400,
+                404,
+                503,
+                s400="Not an id",
+                s404="No such conversation",
+                s503="The conversation store is unavailable",
+            ),
+        },
+    )
+    async def conversation(
+        self,
+        conversation_id: Annotated[str, Path(json_schema_extra=contract.CONVERSATION_ID)],
+    ) -> dict[str, Any]:
         found = await self._conversations.get(check_session_id(conversation_id, "conversation id"))
         if found is None:
             raise NotFoundError(f"no conversation {conversation_id!r}")
@@ -344,8 +436,31 @@ class Ingress(OpenAIRoutes):
         finally:
             self._metrics.session_closed()
 
-    @app.post("/v1/turn")
-    async def turn(self, request: Request, session_id: str | None = None) -> dict[str, Any]:
+    @app.post(
+        "/v1/turn",
+        response_model=None,
+        responses={
+            **contract.ok(contract.TurnResponse),
+            **contract.errors(
+                400,
+                413,
+                502,
+                503,
+                s400="Not audio, corrupt, empty, silent or over 30 s; a bad session_id",
+            ),
+        },
+        openapi_extra=contract.TURN_BODY,
+    )
+    async def turn(
+        self,
+        request: Request,
+        session_id: Annotated[
+            str | None,
+            Query(
+                description=contract.SESSION_ID_ABOUT, json_schema_extra=contract.SESSION_ID_QUERY
+            ),
+        ] = None,
+    ) -> dict[str, Any]:
         data, form = await audio_from_request(request, self._limits.max_body_bytes)
         if form is not None and session_id is None and isinstance(form.get("session_id"), str):
             session_id = str(form.get("session_id"))

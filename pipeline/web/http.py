@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import hmac
 import re
-from collections.abc import AsyncGenerator, AsyncIterator
-from typing import TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from http import HTTPStatus
+from typing import Any, TypeVar
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
@@ -16,7 +17,8 @@ from starlette.responses import JSONResponse
 from pipeline.errors import AuthError, BadInputError, PayloadTooLargeError
 
 T = TypeVar("T")
-_SESSION_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+SESSION_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"  # session and conversation ids
+_SESSION_ID = re.compile(SESSION_ID_PATTERN)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -101,7 +103,35 @@ def error_response(exc: Exception) -> JSONResponse:
     cause = getattr(exc, "cause", None) or exc  # a RayTaskError carries the replica's error
     status = getattr(cause, "status_code", 500)
     message = getattr(cause, "message", None) or "internal error"
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(
-        {"error": {"message": message, "type": type(cause).__name__}}, status, headers=headers
-    )
+    return _envelope(status, message, type(cause).__name__)
+
+
+def validation_error_response(errors: Sequence[Any]) -> JSONResponse:
+    """FastAPI's request validation errors (422) in the envelope: where and what, for each of
+    the first few (never the values sent)."""
+    parts = []
+    for error in errors[:_MAX_ERRORS]:
+        where = ".".join(str(x) for x in error.get("loc", ()))
+        parts.append(f"{where}: {error.get('msg', 'invalid')}" if where else error.get("msg", ""))
+    more = f" (and {len(errors) - _MAX_ERRORS} more)" if len(errors) > _MAX_ERRORS else ""
+    return _envelope(422, "; ".join(parts) + more, "RequestValidationError")
+
+
+def http_error_response(status: int, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    """The router's own answers (no such path 404, method not allowed 405) in the envelope."""
+    try:
+        phrase = HTTPStatus(status).phrase  # "Not Found" -> NotFoundError
+    except ValueError:
+        return _envelope(status, "HTTP error", "HTTPError", headers)
+    return _envelope(status, phrase, phrase.replace(" ", "").replace("-", "") + "Error", headers)
+
+
+_MAX_ERRORS = 5
+
+
+def _envelope(
+    status: int, message: str, kind: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
+    return JSONResponse({"error": {"message": message, "type": kind}}, status, headers=headers)

@@ -6,17 +6,32 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from pipeline.errors import JarvisError
 from pipeline.types import ChatMessage
 
+# Request models are strict, as OpenAI's API is: a "0.5" temperature or a 1 for `stream` is
+# refused (422), not coerced. Fields OpenAI has and the graph does not use are ignored.
+STRICT = ConfigDict(strict=True)
+
+
+def _whole(value: Any) -> Any:
+    """JSON Schema counts 1.0 as an integer (a strict int alone refuses it): take it as 1."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+TokenCount = Annotated[int, Field(ge=1, le=1024), BeforeValidator(_whole)]
+
 
 class ChatMessageIn(BaseModel):
+    model_config = STRICT
     role: Literal["system", "user", "assistant"]
-    content: str | list[dict[str, Any]]
+    content: str | list[dict[str, Any]] = Field(
+        description="text, or content parts of which the `text` ones are read"
+    )
 
     def to_message(self) -> ChatMessage:
         if isinstance(self.content, str):
@@ -27,11 +42,23 @@ class ChatMessageIn(BaseModel):
 
 
 class ChatCompletionRequest(BaseModel):
+    model_config = ConfigDict(
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "jarvis",
+                    "messages": [{"role": "user", "content": "Is the north dock open?"}],
+                    "max_tokens": 16,
+                }
+            ]
+        },
+    )
     model: str = "jarvis"
     messages: list[ChatMessageIn] = Field(min_length=1)
     stream: bool = False
-    max_tokens: int | None = Field(default=None, ge=1, le=1024)
-    max_completion_tokens: int | None = Field(default=None, ge=1, le=1024)
+    max_tokens: TokenCount | None = None
+    max_completion_tokens: TokenCount | None = None
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
 
     def token_limit(self) -> int | None:
@@ -39,11 +66,81 @@ class ChatCompletionRequest(BaseModel):
 
 
 class SpeechRequest(BaseModel):
+    model_config = ConfigDict(
+        strict=True,
+        json_schema_extra={
+            "examples": [{"model": "tts-1", "input": "The north dock is open.", "voice": "alloy"}]
+        },
+    )
     model: str = "jarvis-tts"
-    input: str = Field(min_length=1)
-    voice: str = "joe"
-    response_format: Literal["wav", "pcm"] = "wav"
+    input: str = Field(
+        min_length=1, description="at most limits.max_text_chars (4096 by default): 400 above"
+    )
+    voice: str = Field(default="joe", description="accepted; the TTS stage's voice answers")
+    response_format: Literal["wav", "pcm"] = Field(
+        default="wav", description="wav, or raw PCM16 mono at the voice's rate (22.05 kHz)"
+    )
     speed: float | None = Field(default=None, ge=0.25, le=4.0)
+
+
+# Response shapes, as the OpenAI SDK reads them (for the OpenAPI document).
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"]
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: Literal["stop"]
+
+
+class ChatCompletion(BaseModel):
+    id: str = Field(examples=["chatcmpl-5c2b0e4f9a7d4e1b8c3a6f2d"])
+    object: Literal["chat.completion"]
+    created: int
+    model: str
+    choices: list[ChatChoice]
+
+
+class Delta(BaseModel):
+    role: Literal["assistant"] = Field(default="assistant", description="first chunk only")
+    content: str = Field(default="", description="absent in the last chunk")
+
+
+class ChunkChoice(BaseModel):
+    index: int
+    delta: Delta
+    finish_reason: Literal["stop"] | None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One server-sent event of a streamed completion; a failure mid-stream is an event with
+    the error envelope, the end is `data: [DONE]`."""
+
+    id: str
+    object: Literal["chat.completion.chunk"]
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+
+
+class Transcription(BaseModel):
+    text: str = Field(examples=["Is the north dock open?"])
+
+
+class Model(BaseModel):
+    id: str
+    object: Literal["model"]
+    created: int
+    owned_by: str
+
+
+class ModelList(BaseModel):
+    object: Literal["list"]
+    data: list[Model]
 
 
 MODEL_IDS = ("jarvis", "whisper-1", "tts-1")

@@ -1,12 +1,23 @@
+import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from pydantic import ValidationError
+from starlette.responses import JSONResponse
 
 from pipeline.config import AppArgs, BatchConfig, Settings
 from pipeline.errors import AuthError, BadInputError
-from pipeline.web.http import check_bearer, check_session_id
+from pipeline.web import contract
+from pipeline.web.http import (
+    check_bearer,
+    check_session_id,
+    error_response,
+    http_error_response,
+    validation_error_response,
+)
+from pipeline.web.openai_shapes import ChatCompletionRequest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,3 +73,63 @@ def test_the_browser_client_files_are_served_and_nothing_else() -> None:
         assert web_file(name).is_file(), name
     with pytest.raises(NotFoundError):
         web_file("../pyproject.toml")
+
+
+def _body(response: JSONResponse) -> Any:
+    return json.loads(bytes(response.body))
+
+
+def test_every_error_answers_with_the_envelope() -> None:
+    r = error_response(AuthError("invalid API key"))
+    assert (r.status_code, r.headers["www-authenticate"]) == (401, "Bearer")
+    assert _body(r) == {"error": {"message": "invalid API key", "type": "AuthError"}}
+    with pytest.raises(ValidationError) as caught:
+        ChatCompletionRequest.model_validate({"messages": [], "model": 98765})
+    errors = [{**e, "loc": ("body", *e["loc"])} for e in caught.value.errors()]
+    r = validation_error_response(errors)
+    assert r.status_code == 422
+    error = _body(r)["error"]
+    assert error["type"] == "RequestValidationError"
+    assert "body.messages" in error["message"] and "body.model" in error["message"]
+    assert "98765" not in error["message"]  # what was sent is not echoed
+    r = http_error_response(405, {"Allow": "GET"})
+    assert (r.status_code, r.headers["allow"]) == (405, "GET")
+    assert _body(r)["error"] == {"message": "Method Not Allowed", "type": "MethodNotAllowedError"}
+
+
+def test_openai_request_types_are_strict() -> None:
+    ok = {"messages": [{"role": "user", "content": "hi"}]}
+    assert ChatCompletionRequest.model_validate({**ok, "max_tokens": 8.0}).max_tokens == 8
+    assert ChatCompletionRequest.model_validate({**ok, "temperature": 1}).temperature == 1.0
+    for bad in (
+        {"temperature": "0.5"},
+        {"temperature": False},
+        {"stream": 1},
+        {"max_tokens": "8"},
+        {"max_tokens": 8.5},
+        {"model": 3},
+    ):
+        with pytest.raises(ValidationError):
+            ChatCompletionRequest.model_validate({**ok, **bad})
+
+
+def test_the_document_adds_bearer_auth_and_the_envelope_to_fastapi_s() -> None:
+    fastapi_doc = {
+        "paths": {
+            "/healthz": {"get": {"responses": {"200": {}}}},
+            "/v1/stats": {"get": {"responses": {"200": {}, "422": {"description": "detail"}}}},
+        },
+        "components": {"schemas": {"HTTPValidationError": {}, "ValidationError": {}}},
+    }
+    for required, security in ((True, [{"bearerAuth": []}]), (False, [{"bearerAuth": []}, {}])):
+        doc = contract.finish(fastapi_doc, open_paths={"/healthz"}, keys_required=required)
+        stats = doc["paths"]["/v1/stats"]["get"]
+        assert stats["security"] == security
+        envelope = {"$ref": "#/components/schemas/ErrorEnvelope"}
+        assert stats["responses"]["401"]["content"]["application/json"]["schema"] == envelope
+        assert stats["responses"]["422"]["content"]["application/json"]["schema"] == envelope
+        assert "security" not in doc["paths"]["/healthz"]["get"]
+        assert "401" not in doc["paths"]["/healthz"]["get"]["responses"]
+        assert {"ErrorEnvelope", "ErrorDetail"} <= set(doc["components"]["schemas"])
+        assert "HTTPValidationError" not in doc["components"]["schemas"]
+    assert "security" not in fastapi_doc["paths"]["/v1/stats"]["get"]  # not changed in place
