@@ -160,17 +160,21 @@ class VoiceSession:
     async def on_text(self, raw: str) -> None:
         try:
             message = json.loads(raw)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
+            # RecursionError: nesting deeper than the interpreter's recursion limit
+            # ("[[[[..." of a few thousand levels); uncaught it ended the session silently.
             await self._emit(error(ErrorCode.BAD_JSON, "text frames must be JSON control messages"))
             return
         kind = message.get("type") if isinstance(message, dict) else None
         handler = self._controls.get(kind) if isinstance(kind, str) else None
         if handler is None:
             known = ", ".join(sorted(self._controls))
+            # Echo a string type (cut short), never a client's nested value.
+            said = repr(kind[:64]) if isinstance(kind, str) else "(missing or not a string)"
             await self._emit(
                 error(
                     ErrorCode.UNKNOWN_TYPE,
-                    f"unknown message type {kind!r}; expected one of: {known}",
+                    f"unknown message type {said}; expected one of: {known}",
                 )
             )
             return

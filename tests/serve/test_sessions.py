@@ -163,3 +163,32 @@ async def test_session_needs_a_key_when_keys_are_set(
     )
     await header.wait_for("session.created")
     await header.close()
+
+
+async def test_hostile_frames_leave_the_replica_serving(serve_app: ServeApp) -> None:
+    """A few of the protocol fuzz test's blows (tests/unit/test_ws_fuzz.py) against the
+    deployed app: each is answered as documented, and a normal session is served after."""
+    deep = "[" * 5000 + "]" * 5000  # past the recursion limit: bad_json, not a closed session
+    client = await VoiceClient.open(ws_url(serve_app))
+    await client.wait_for("session.created")
+    await client.ws.send(deep)
+    await client.send_json({"type": "session.update", "session": {"vad_silence_ms": [[[1]]]}})
+    await client.send_json({"type": "x" * 300_000})
+    await client.ws.send(b"\x01" * 6401)
+    await client.wait_for("error", 4)
+    codes = [e["code"] for e in client.events("error")]
+    assert codes == ["bad_json", "bad_update", "unknown_type", "bad_audio"]
+    await client.ws.send(b"\xff", text=True)  # not UTF-8
+    assert (await client.wait_closed())[0] == 1007
+    big = await VoiceClient.open(ws_url(serve_app))
+    await big.wait_for("session.created")
+    await big.ws.send(b"\0" * ((1 << 20) + 1000))
+    assert (await big.wait_closed())[0] == 1009
+
+    normal = await VoiceClient.open(ws_url(serve_app))
+    await normal.wait_for("session.created")
+    await normal.send_audio(pcm16k(QUESTIONS[0]))
+    async with microphone(normal):
+        done = await normal.wait_for("response.done")
+    assert done["transcript"] and not normal.events("error")
+    await normal.close()
