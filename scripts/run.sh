@@ -13,7 +13,9 @@ stop_embedded_postgres() {
 # A fresh local Ray of our own (never a stale one from an earlier `ray start`), so that its
 # Prometheus endpoint has a fixed port (`serve run` alone picks a random one): README, Metrics.
 gcs="127.0.0.1:${RAY_GCS_SERVER_PORT}"
-.venv/bin/ray start --head --block --port="${RAY_GCS_SERVER_PORT}" --node-ip-address=127.0.0.1 \
+# No node drain on exit: Ctrl-C (or TERM to the group) reaches Serve and the head together,
+# and a drain would wait 30 s for a GCS that is already going.
+RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S=0 .venv/bin/ray start --head --block --port="${RAY_GCS_SERVER_PORT}" --node-ip-address=127.0.0.1 \
   --dashboard-host=127.0.0.1 --metrics-export-port="${JARVIS_METRICS_PORT:-8080}" \
   --disable-usage-stats >/dev/null &
 ray_head=$!
