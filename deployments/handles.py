@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 from ray.exceptions import RayActorError, RayTaskError
+from ray.serve.exceptions import BackPressureError
 from ray.serve.handle import DeploymentHandle, DeploymentResponse, DeploymentResponseGenerator
 
-from pipeline.errors import StageUnavailableError
+from pipeline.errors import OverloadedError, StageUnavailableError
 from pipeline.llm.wire import tool_uses_apart
 from pipeline.types import ChatMessage, OnServed, OnTool, Speech, Transcript
 
@@ -20,13 +21,17 @@ log = logging.getLogger("jarvis.handles")
 
 @contextlib.contextmanager
 def replica_lost(stage: str) -> Iterator[None]:
-    """A replica that dies under a call fails it with Ray's `RayActorError`
+    """A stage whose queue is full (`max_queued_requests`) refuses the call at once: the
+    caller gets an `OverloadedError` (503 with `Retry-After`). A replica that dies under a
+    call fails it with Ray's `RayActorError`
     (`ActorUnavailableError` over gRPC, `ActorDiedError`): the caller gets a
     `StageUnavailableError` instead (a session's `error` event, HTTP's 503 envelope), not a
     bare 500. Serve replaces the replica; the next call reaches the new one. An actor lost
     by the replica's own work comes wrapped in a `RayTaskError`: the replica's error, kept."""
     try:
         yield
+    except BackPressureError as e:  # the stage's queue is full (max_queued_requests)
+        raise OverloadedError(f"{stage}: the stage is at its limit; try again") from e
     except RayActorError as e:
         if isinstance(e, RayTaskError):
             raise

@@ -36,6 +36,7 @@ from pipeline.voice import audio
 from pipeline.voice.session import VoiceSession
 from pipeline.voice.turn import converse
 from pipeline.web import contract
+from pipeline.web.admission import TRY_AGAIN_LATER, Admission
 from pipeline.web.http import (
     audio_from_request,
     check_bearer,
@@ -96,15 +97,28 @@ def _loopback(host: str) -> bool:
 
 @app.middleware("http")
 async def _auth(request: Request, call_next: Any) -> Any:
+    """The key, then admission control: past the replica's cap a request gets a 503 with
+    `Retry-After` at once (health, metrics and the pages are never refused)."""
     path = request.url.path
-    if path not in OPEN_PATHS and not path.startswith("/web/"):
-        try:
+    guarded = path not in OPEN_PATHS and not path.startswith("/web/")
+    admission: Admission | None = getattr(request.app.state, "admission", None)
+    counted = guarded and admission is not None and not path.startswith("/v1/metrics/")
+    try:
+        if guarded:
             check_bearer(request.headers.get("authorization"), _api_keys())
-        except JarvisError as e:
-            response = error_response(e)
-            _count_error(request, response.status_code)
-            return response
-    response = await call_next(request)
+        if counted:
+            assert admission is not None
+            admission.start_request()
+    except JarvisError as e:
+        response = error_response(e)
+        _count_error(request, response.status_code)
+        return response
+    try:
+        response = await call_next(request)  # until the response starts (a stream goes on)
+    finally:
+        if counted:
+            assert admission is not None
+            admission.end_request()
     _count_error(request, response.status_code)
     return response
 
@@ -170,6 +184,9 @@ class Ingress(OpenAIRoutes):
         )
         self._metrics = IngressMetrics()
         app.state.metrics = self._metrics
+        limits = args.limits
+        self._admission = Admission(limits.max_sessions, limits.max_requests, limits.retry_after_s)
+        app.state.admission = self._admission
         self._primaries = asyncio.get_running_loop().create_task(self._learn_primaries())
         listen = args.session_socket
         cluster = ray.get_runtime_context().get_session_name()
@@ -411,6 +428,17 @@ class Ingress(OpenAIRoutes):
         except JarvisError as e:
             await sock.close(POLICY_VIOLATION, e.message)
             return
+        refused = self._admission.open_session()
+        if refused is not None:
+            self._metrics.error("session_refused")
+            await sock.close(TRY_AGAIN_LATER, refused)
+            return
+        try:
+            await self._open_session(sock, cid)
+        finally:
+            self._admission.close_session()
+
+    async def _open_session(self, sock: SessionSocket, cid: str | None) -> None:
         history = await self._conversations.history(cid) if cid else []
         send_event, send_audio = senders(sock, observe=self._metrics.observe)
         session = VoiceSession(

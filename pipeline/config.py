@@ -224,6 +224,12 @@ class LimitsArgs(BaseModel):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     max_audio_seconds: float = Field(default=30.0, gt=0, le=600)
     max_text_chars: int = Field(default=4096, ge=1)
+    # Admission control per ingress replica (pipeline/web/admission.py). One replica held 150
+    # voice sessions at overhead P90 77 ms on 2 cores (scripts/bench.sh capacity, README);
+    # the ingress autoscales at 100, so the cap is what a replica holds while another starts.
+    max_sessions: int = Field(default=150, ge=1, description="open voice sessions per replica")
+    max_requests: int = Field(default=64, ge=1, description="HTTP requests in flight per replica")
+    retry_after_s: int = Field(default=2, ge=1, le=3600)
 
 
 class SessionOptions(BaseModel):

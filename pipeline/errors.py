@@ -76,6 +76,18 @@ class StageUnavailableError(JarvisError):
         self.stage = stage
 
 
+class OverloadedError(JarvisError):
+    """This server is at its limit (sessions or requests in flight on an ingress replica, or
+    a stage's queue full): nothing was done; the same request can be made again after
+    `retry_after_s` seconds (HTTP `Retry-After`)."""
+
+    status_code = 503
+
+    def __init__(self, message: str, *, retry_after_s: int = 2) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
 class ModelFileError(JarvisError):
     """Model files are missing or do not match their pinned checksum."""
 

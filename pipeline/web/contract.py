@@ -300,12 +300,24 @@ class CacheStats(BaseModel):
 # --- the whole document -----------------------------------------------------------------------
 
 BEARER = "bearerAuth"
+OVERLOADED = (
+    "the server is at its limit (OverloadedError: requests in flight on the ingress replica, "
+    "or a stage's queue): nothing was done, retry after Retry-After seconds"
+)
 
 
-def finish(schema: dict[str, Any], *, open_paths: Iterable[str], keys_required: bool) -> dict:
+def finish(
+    schema: dict[str, Any],
+    *,
+    open_paths: Iterable[str],
+    keys_required: bool,
+    unlimited_prefixes: Iterable[str] = ("/v1/metrics/",),
+) -> dict:
     """What routes cannot say one by one: the bearer auth the ingress's middleware enforces on
     every path but `open_paths` (required when keys are configured, else optional) with its
-    401, and validation errors (422) in the envelope, as the ingress answers them."""
+    401, its admission control's 503 with `Retry-After` on the same paths but
+    `unlimited_prefixes`, and validation errors (422) in the envelope, as the ingress answers
+    them."""
     schema = copy.deepcopy(schema)
     components = schema.setdefault("components", {})
     schemas = components.setdefault("schemas", {})
@@ -330,6 +342,14 @@ def finish(schema: dict[str, Any], *, open_paths: Iterable[str], keys_required: 
             responses["401"] = {
                 "description": WHY[401],
                 "headers": {"WWW-Authenticate": {"schema": {"type": "string", "const": "Bearer"}}},
+                "content": copy.deepcopy(envelope),
+            }
+            if any(path.startswith(prefix) for prefix in unlimited_prefixes):
+                continue
+            busy = responses.get("503", {}).get("description")
+            responses["503"] = {
+                "description": f"{busy}; or {OVERLOADED}" if busy else OVERLOADED.capitalize(),
+                "headers": {"Retry-After": {"schema": {"type": "integer", "minimum": 1}}},
                 "content": copy.deepcopy(envelope),
             }
     for unused in ("HTTPValidationError", "ValidationError"):

@@ -103,7 +103,9 @@ def error_response(exc: Exception) -> JSONResponse:
     cause = getattr(exc, "cause", None) or exc  # a RayTaskError carries the replica's error
     status = getattr(cause, "status_code", 500)
     message = getattr(cause, "message", None) or "internal error"
-    return _envelope(status, message, type(cause).__name__)
+    retry_after = getattr(cause, "retry_after_s", None)
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+    return _envelope(status, message, type(cause).__name__, headers)
 
 
 def validation_error_response(errors: Sequence[Any]) -> JSONResponse:
