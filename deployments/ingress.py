@@ -36,6 +36,7 @@ from pipeline.voice import audio
 from pipeline.voice.session import VoiceSession
 from pipeline.voice.turn import converse
 from pipeline.web import contract
+from pipeline.web.cors import LazyCors
 from pipeline.web.http import (
     audio_from_request,
     check_bearer,
@@ -44,6 +45,7 @@ from pipeline.web.http import (
     http_error_response,
     validation_error_response,
 )
+from pipeline.web.request_id import RequestIdMiddleware, install_log_filter
 from pipeline.web.session_socket import PATH as SESSIONS_PATH
 from pipeline.web.session_socket import AiohttpSocket, SessionListener
 from pipeline.web.static import web_file
@@ -51,10 +53,9 @@ from pipeline.web.ws import (
     POLICY_VIOLATION,
     SessionSocket,
     StarletteSocket,
-    key_check,
     senders,
     serve_session,
-    ws_key_check,
+    session_refusal,
 )
 
 log = logging.getLogger("jarvis.ingress")
@@ -62,7 +63,8 @@ app = FastAPI(
     title="jarvis-serve",
     version="0.1.0",
     description="A real-time voice assistant: voice turns, OpenAI-compatible chat, "
-    'transcription and speech. Every error answers `{"error": {"message", "type"}}`. '
+    "transcription and speech. Every error answers "
+    '`{"error": {"message", "type", "request_id"}}`. '
     "Voice sessions are a WebSocket at /v1/sessions (not in this document: docs/sessions.md).",
 )
 app.include_router(router)
@@ -74,6 +76,17 @@ OPEN_PATHS = frozenset(
 @functools.cache
 def _api_keys() -> frozenset[str]:
     return Settings().api_key_set()
+
+
+@functools.cache
+def _allowed_origins() -> frozenset[str]:
+    return Settings().origin_set()
+
+
+# Outermost first: the request id (Serve's proxy made or kept it and sends the header), then
+# CORS (preflights carry no key), then the key check (`_auth`).
+app.add_middleware(LazyCors, origins=_allowed_origins)
+app.add_middleware(RequestIdMiddleware, add_header=False)
 
 
 def _openapi() -> dict[str, Any]:
@@ -169,6 +182,7 @@ class Ingress(OpenAIRoutes):
             lambda: open_database(Settings()), history_turns=args.llm.history_turns
         )
         self._metrics = IngressMetrics()
+        install_log_filter()  # our records carry the request's id (Serve's carry it already)
         app.state.metrics = self._metrics
         self._primaries = asyncio.get_running_loop().create_task(self._learn_primaries())
         listen = args.session_socket
@@ -392,12 +406,16 @@ class Ingress(OpenAIRoutes):
     @app.websocket("/v1/sessions")
     async def sessions(self, ws: WebSocket, conversation_id: str | None = None) -> None:
         await ws.accept()
-        refused = ws_key_check(ws, _api_keys())
+        refused = session_refusal(
+            ws.headers, ws.query_params, keys=_api_keys(), origins=_allowed_origins()
+        )
         await self._session(StarletteSocket(ws), refused, conversation_id)
 
     async def _socket_session(self, sock: AiohttpSocket) -> None:
         """A session on the sessions' own listener (pipeline/web/session_socket.py)."""
-        refused = key_check(sock.authorization, sock.query.get("api_key"), _api_keys())
+        refused = session_refusal(
+            sock.headers, sock.query, keys=_api_keys(), origins=_allowed_origins()
+        )
         await self._session(sock, refused, sock.query.get("conversation_id"))
 
     async def _session(

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from pipeline.errors import AuthError, BadInputError, PayloadTooLargeError
+from pipeline.web.request_id import current_request_id, new_request_id
 
 T = TypeVar("T")
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"  # session and conversation ids
@@ -79,7 +80,13 @@ def check_bearer(authorization: str | None, keys: frozenset[str]) -> None:
     if not authorization or not authorization.lower().startswith("bearer "):
         raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
     token = authorization[7:].strip().encode()
-    if not any(hmac.compare_digest(token, key.encode()) for key in keys):
+    # Every key is compared, each in constant time: neither the time taken nor an early
+    # stop says how much of a key, or which key, was right. The key itself is never logged
+    # nor put in an error message.
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(token, key.encode())
+    if not matched:
         raise AuthError("invalid API key")
 
 
@@ -99,7 +106,8 @@ async def prepend(head: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[by
 
 
 def error_response(exc: Exception) -> JSONResponse:
-    """The error envelope: `{"error": {"message", "type"}}` with the error's HTTP status."""
+    """The error envelope: `{"error": {"message", "type", "request_id"}}` with the error's
+    HTTP status; `request_id` is the request's `X-Request-Id` (request_id.py)."""
     cause = getattr(exc, "cause", None) or exc  # a RayTaskError carries the replica's error
     status = getattr(cause, "status_code", 500)
     message = getattr(cause, "message", None) or "internal error"
@@ -134,4 +142,6 @@ def _envelope(
 ) -> JSONResponse:
     if status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
-    return JSONResponse({"error": {"message": message, "type": kind}}, status, headers=headers)
+    request_id = current_request_id() or new_request_id()
+    body = {"message": message, "type": kind, "request_id": request_id}
+    return JSONResponse({"error": body}, status, headers=headers)
