@@ -10,12 +10,13 @@ import functools
 import ipaddress
 import logging
 import uuid
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import ray
 from fastapi import FastAPI, Path, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException
@@ -43,6 +44,7 @@ from pipeline.web.http import (
     check_session_id,
     error_response,
     http_error_response,
+    key_owner,
     validation_error_response,
 )
 from pipeline.web.request_id import RequestIdMiddleware, install_log_filter
@@ -55,6 +57,7 @@ from pipeline.web.ws import (
     StarletteSocket,
     senders,
     serve_session,
+    session_owner,
     session_refusal,
 )
 
@@ -98,6 +101,11 @@ def _openapi() -> dict[str, Any]:
 
 
 app.openapi = _openapi  # type: ignore[method-assign]  # FastAPI's way to extend its document
+
+
+def _owner(request: Request) -> str | None:
+    """The fingerprint of the request's key (checked by `_auth`); None with no keys."""
+    return key_owner(request.headers.get("authorization"), _api_keys())
 
 
 def _loopback(host: str) -> bool:
@@ -396,40 +404,79 @@ class Ingress(OpenAIRoutes):
     )
     async def conversation(
         self,
+        request: Request,
         conversation_id: Annotated[str, Path(json_schema_extra=contract.CONVERSATION_ID)],
     ) -> dict[str, Any]:
-        found = await self._conversations.get(check_session_id(conversation_id, "conversation id"))
+        """The conversation's turns; with API keys configured, only with the key that made it
+        (another key gets 404, as for one that does not exist)."""
+        found = await self._conversations.get(
+            check_session_id(conversation_id, "conversation id"), owner=_owner(request)
+        )
         if found is None:
             raise NotFoundError(f"no conversation {conversation_id!r}")
         return found
 
+    @app.delete(
+        "/v1/conversations/{conversation_id}",
+        status_code=204,
+        response_class=Response,
+        responses={
+            204: {"description": "Deleted, with its messages"},
+            **contract.errors(
+                400,
+                404,
+                503,
+                s400="Not an id",
+                s404="No such conversation (or another key's)",
+                s503="The conversation store is unavailable",
+            ),
+        },
+    )
+    async def delete_conversation(
+        self,
+        request: Request,
+        conversation_id: Annotated[str, Path(json_schema_extra=contract.CONVERSATION_ID)],
+    ) -> Response:
+        """Delete the conversation and all its messages (with API keys configured, only with
+        the key that made it). A session still open on it writes its next turns anew."""
+        cid = check_session_id(conversation_id, "conversation id")
+        if not await self._conversations.delete(cid, owner=_owner(request)):
+            raise NotFoundError(f"no conversation {conversation_id!r}")
+        return Response(status_code=204)
+
     @app.websocket("/v1/sessions")
-    async def sessions(self, ws: WebSocket, conversation_id: str | None = None) -> None:
+    async def sessions(self, ws: WebSocket) -> None:
+        """A voice session (docs/sessions.md); `?conversation_id=` continues one."""
         await ws.accept()
-        refused = session_refusal(
-            ws.headers, ws.query_params, keys=_api_keys(), origins=_allowed_origins()
-        )
-        await self._session(StarletteSocket(ws), refused, conversation_id)
+        await self._session(StarletteSocket(ws), ws.headers, ws.query_params)
 
     async def _socket_session(self, sock: AiohttpSocket) -> None:
         """A session on the sessions' own listener (pipeline/web/session_socket.py)."""
-        refused = session_refusal(
-            sock.headers, sock.query, keys=_api_keys(), origins=_allowed_origins()
-        )
-        await self._session(sock, refused, sock.query.get("conversation_id"))
+        await self._session(sock, sock.headers, sock.query)
 
     async def _session(
-        self, sock: SessionSocket, refused: str | None, conversation_id: str | None
+        self, sock: SessionSocket, headers: Mapping[str, str], query: Mapping[str, str]
     ) -> None:
+        refused = session_refusal(headers, query, keys=_api_keys(), origins=_allowed_origins())
         if refused is not None:
             await sock.close(POLICY_VIOLATION, refused)
             return
+        owner = session_owner(headers, query, _api_keys())
+        conversation_id = query.get("conversation_id")
         try:
             cid = check_session_id(conversation_id, "conversation_id") if conversation_id else None
         except JarvisError as e:
             await sock.close(POLICY_VIOLATION, e.message)
             return
-        history = await self._conversations.history(cid) if cid else []
+        if cid is None:
+            cid = "conv_" + uuid.uuid4().hex[:16]
+            self._conversations.claim_new(cid, owner)
+            history = []
+        elif await self._conversations.claim(cid, owner):
+            history = await self._conversations.history(cid)
+        else:  # another key's: as if there were none, and not to be continued
+            await sock.close(POLICY_VIOLATION, "no such conversation for this key")
+            return
         send_event, send_audio = senders(sock, observe=self._metrics.observe)
         session = VoiceSession(
             self._stages,
@@ -482,7 +529,14 @@ class Ingress(OpenAIRoutes):
         data, form = await audio_from_request(request, self._limits.max_body_bytes)
         if form is not None and session_id is None and isinstance(form.get("session_id"), str):
             session_id = str(form.get("session_id"))
-        sid = check_session_id(session_id) if session_id else uuid.uuid4().hex
+        owner = _owner(request)
+        if session_id:
+            sid = check_session_id(session_id)
+            if not await self._conversations.claim(sid, owner):
+                raise NotFoundError(f"no conversation {sid!r} for this key")
+        else:
+            sid = uuid.uuid4().hex
+            self._conversations.claim_new(sid, owner)
         samples = audio.decode_audio(data, max_seconds=self._limits.max_audio_seconds)
         result, history_turns = await converse(
             self._stages, self._conversations, sid, samples, self._args.llm.system_prompt

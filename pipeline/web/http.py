@@ -3,6 +3,7 @@ error envelope, streamed bodies."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
@@ -88,6 +89,21 @@ def check_bearer(authorization: str | None, keys: frozenset[str]) -> None:
         matched |= hmac.compare_digest(token, key.encode())
     if not matched:
         raise AuthError("invalid API key")
+
+
+def key_owner(
+    authorization: str | None, keys: frozenset[str], api_key: str | None = None
+) -> str | None:
+    """Who owns what a request makes (a conversation): the SHA-256 fingerprint of its key
+    (the bearer token, else `?api_key=` of a WebSocket), which `check_bearer` let through;
+    None when no keys are configured. The key itself is never stored."""
+    if not keys:
+        return None
+    if authorization and authorization.lower().startswith("bearer "):
+        token = authorization[7:].strip()
+    else:
+        token = api_key or ""
+    return hashlib.sha256(b"jarvis-serve key owner\0" + token.encode()).hexdigest()
 
 
 async def first_item(stream: AsyncIterator[T]) -> T | None:

@@ -20,7 +20,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from pipeline.errors import AuthError
 from pipeline.voice.events import Event
 from pipeline.voice.session import SendAudio, SendEvent, SessionClosed, VoiceSession
-from pipeline.web.http import check_bearer
+from pipeline.web.http import check_bearer, key_owner
 
 log = logging.getLogger("jarvis.ws")
 POLICY_VIOLATION = 1008
@@ -123,6 +123,13 @@ def session_refusal(
     return origin_check(headers.get("origin"), headers.get("host"), origins) or key_check(
         headers.get("authorization"), query.get("api_key"), keys
     )
+
+
+def session_owner(
+    headers: Mapping[str, str], query: Mapping[str, str], keys: frozenset[str]
+) -> str | None:
+    """The fingerprint of the key a session was let in with (`key_owner`)."""
+    return key_owner(headers.get("authorization"), keys, query.get("api_key"))
 
 
 async def serve_session(

@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from pipeline.config import Settings
 from pipeline.errors import JarvisError, NotFoundError
 from pipeline.web.cors import LazyCors
-from pipeline.web.http import check_bearer, error_response
+from pipeline.web.http import check_bearer, error_response, key_owner
 from pipeline.web.request_id import RequestIdMiddleware, install_log_filter
 from pipeline.web.ws import key_check, session_refusal
 
@@ -145,3 +145,12 @@ def test_allowed_origins_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings().origin_set() == frozenset()
     monkeypatch.setenv("JARVIS_ALLOWED_ORIGINS", " https://App.test/ ,http://localhost:3000,")
     assert Settings().origin_set() == {"https://app.test", "http://localhost:3000"}
+
+
+def test_what_a_key_owns_is_named_by_its_fingerprint_not_the_key() -> None:
+    keys = frozenset({KEY, "other-key-1234"})
+    owner = key_owner(f"Bearer {KEY}", keys)
+    assert owner is not None and len(owner) == 64 and KEY not in owner
+    assert key_owner(None, keys, KEY) == owner  # a WebSocket's ?api_key=
+    assert key_owner("Bearer other-key-1234", keys) != owner
+    assert key_owner(f"Bearer {KEY}", frozenset()) is None  # no keys: nobody owns anything
