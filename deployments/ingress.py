@@ -47,7 +47,7 @@ from pipeline.web.http import (
     key_owner,
     validation_error_response,
 )
-from pipeline.web.request_id import RequestIdMiddleware, install_log_filter
+from pipeline.web.request_id import RequestIdMiddleware
 from pipeline.web.session_socket import PATH as SESSIONS_PATH
 from pipeline.web.session_socket import AiohttpSocket, SessionListener
 from pipeline.web.static import web_file
@@ -89,7 +89,7 @@ def _allowed_origins() -> frozenset[str]:
 # Outermost first: the request id (Serve's proxy made or kept it and sends the header), then
 # CORS (preflights carry no key), then the key check (`_auth`).
 app.add_middleware(LazyCors, origins=_allowed_origins)
-app.add_middleware(RequestIdMiddleware, add_header=False)
+app.add_middleware(RequestIdMiddleware, behind_proxy=True)
 
 
 def _openapi() -> dict[str, Any]:
@@ -101,6 +101,16 @@ def _openapi() -> dict[str, Any]:
 
 
 app.openapi = _openapi  # type: ignore[method-assign]  # FastAPI's way to extend its document
+
+
+def _log_with_serve() -> None:
+    """Our records go where Serve's go (the replica's log file), each with the request's id
+    (Serve's context filter adds it; it is the X-Request-Id of the answer)."""
+    ours, serves = logging.getLogger("jarvis"), logging.getLogger("ray.serve")
+    if serves.handlers and not ours.handlers:
+        for handler in serves.handlers:
+            ours.addHandler(handler)
+        ours.propagate = False
 
 
 def _owner(request: Request) -> str | None:
@@ -190,7 +200,7 @@ class Ingress(OpenAIRoutes):
             lambda: open_database(Settings()), history_turns=args.llm.history_turns
         )
         self._metrics = IngressMetrics()
-        install_log_filter()  # our records carry the request's id (Serve's carry it already)
+        _log_with_serve()
         app.state.metrics = self._metrics
         self._primaries = asyncio.get_running_loop().create_task(self._learn_primaries())
         listen = args.session_socket

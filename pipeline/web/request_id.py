@@ -2,9 +2,10 @@
 and every log record made while the request is served.
 
 A sane incoming `X-Request-Id` is kept (a caller's trace id), else one is made. Behind Ray
-Serve the proxy already does both (it honours any incoming id, makes one otherwise, puts it in
-the request the replica sees and in the response header, and its replica logs carry it); the
-ingress then only picks the id up (`add_header=False`), so the header is not doubled.
+Serve the proxy already does that (it keeps any incoming id, makes one otherwise, puts it in
+the request the replica sees and in the response header, and Serve's log lines carry it);
+the ingress then takes the proxy's id as it is (`behind_proxy=True`), so the envelope says
+what the header and the logs say, and the header is not doubled.
 """
 
 from __future__ import annotations
@@ -37,27 +38,31 @@ def current_request_id() -> str | None:
 
 
 class RequestIdMiddleware:
-    """ASGI middleware: the request's id in a context variable (and the response header)."""
+    """ASGI middleware: the request's id in a context variable and the response header.
+    `behind_proxy`: a proxy in front (Serve's) set the request's id and answers with it."""
 
-    def __init__(self, app: ASGIApp, *, add_header: bool = True) -> None:
+    def __init__(self, app: ASGIApp, *, behind_proxy: bool = False) -> None:
         self.app = app
-        self.add_header = add_header
+        self.behind_proxy = behind_proxy
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         incoming = MutableHeaders(scope=scope).get(HEADER)
-        request_id = sane_request_id(incoming) or new_request_id()
+        if self.behind_proxy:
+            request_id = incoming or new_request_id()
+        else:
+            request_id = sane_request_id(incoming) or new_request_id()
         token = _current.set(request_id)
 
         async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start" and self.add_header:
+            if message["type"] == "http.response.start":
                 MutableHeaders(scope=message)[HEADER] = request_id
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id if self.add_header else send)
+            await self.app(scope, receive, send if self.behind_proxy else send_with_id)
         finally:
             _current.reset(token)
 
