@@ -39,6 +39,7 @@ from pipeline.voice.turn import converse
 from pipeline.web import contract
 from pipeline.web.cors import LazyCors
 from pipeline.web.http import (
+    allowed_methods,
     audio_from_request,
     check_bearer,
     check_session_id,
@@ -159,8 +160,14 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
 
 
 @app.exception_handler(HTTPException)
-async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
-    return http_error_response(exc.status_code, exc.headers)
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    headers = exc.headers
+    if exc.status_code == 405:  # the router names the first route's methods only
+        headers = {
+            **(headers or {}),
+            "Allow": allowed_methods(request.app.routes, request.url.path),
+        }
+    return http_error_response(exc.status_code, headers)
 
 
 async def _replicas() -> dict[str, dict[str, int]]:

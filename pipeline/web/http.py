@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, TypeVar
 
@@ -14,6 +14,7 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
 
 from pipeline.errors import AuthError, BadInputError, PayloadTooLargeError
 from pipeline.web.request_id import current_request_id, new_request_id
@@ -148,6 +149,16 @@ def http_error_response(status: int, headers: Mapping[str, str] | None = None) -
     except ValueError:
         return _envelope(status, "HTTP error", "HTTPError", headers)
     return _envelope(status, phrase, phrase.replace(" ", "").replace("-", "") + "Error", headers)
+
+
+def allowed_methods(routes: Iterable[BaseRoute], path: str) -> str:
+    """`Allow` of a 405: the methods of every route on `path` (GET and DELETE of one path are
+    two routes, and Starlette's router names the first one's only)."""
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 _MAX_ERRORS = 5

@@ -5,6 +5,7 @@ DELETE, and keys that never reach a log file."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import httpx
@@ -17,6 +18,7 @@ from tests.speech import QUESTIONS, speech_wav
 
 pytestmark = pytest.mark.serve
 EVIL = "https://evil.example"
+KEY_RE = re.compile("test-key-")
 
 
 async def session_outcome(url: str, origin: str | None = None) -> str:
@@ -117,6 +119,10 @@ def test_keys_never_reach_the_logs(serve_app: ServeApp, with_api_keys: str) -> N
     logs = cluster_logs(serve_app)
     replica_logs = [text for name, text in logs.items() if name.startswith("serve/replica_")]
     assert replica_logs and any(ids[0] in text for text in replica_logs)
+    # Ray's runtime_env agent logs every runtime_env it creates, env_vars too: the fixture
+    # sets the keys that way (README: production sets them where `ray start` runs).
+    agent = logs.pop("runtime_env_agent.log", "")
+    assert all('"JARVIS_API_KEYS": ' in line for line in agent.splitlines() if KEY_RE.search(line))
     for key in (with_api_keys, OTHER_API_KEY):
         leaked = [name for name, text in logs.items() if key in text]
         assert not leaked, f"{key} in {leaked}"

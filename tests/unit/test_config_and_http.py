@@ -137,3 +137,26 @@ def test_the_document_adds_bearer_auth_and_the_envelope_to_fastapi_s() -> None:
         assert {"ErrorEnvelope", "ErrorDetail"} <= set(doc["components"]["schemas"])
         assert "HTTPValidationError" not in doc["components"]["schemas"]
     assert "security" not in fastapi_doc["paths"]["/v1/stats"]["get"]  # not changed in place
+
+
+def test_a_405_names_every_method_of_the_path() -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+
+    from pipeline.web.http import allowed_methods
+
+    app = FastAPI()
+    app.get("/things/{name}")(lambda name: {})
+    app.delete("/things/{name}", status_code=204)(lambda name: None)
+    app.post("/other")(lambda: {})
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        allow = allowed_methods(request.app.routes, request.url.path)
+        return http_error_response(exc.status_code, {"Allow": allow})
+
+    r = TestClient(app).request("OPTIONS", "/things/a")
+    assert (r.status_code, r.headers["allow"]) == (405, "DELETE, GET")
+    assert allowed_methods(app.routes, "/other") == "POST"
