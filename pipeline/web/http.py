@@ -81,13 +81,13 @@ def check_bearer(authorization: str | None, keys: frozenset[str]) -> None:
         return
     if not authorization or not authorization.lower().startswith("bearer "):
         raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
-    token = authorization[7:].strip().encode()
-    # Every key is compared, each in constant time: neither the time taken nor an early
-    # stop says how much of a key, or which key, was right. The key itself is never logged
-    # nor put in an error message.
+    # Digests of equal length, every key compared, each in constant time: neither the time
+    # taken nor an early stop says how long a key is, how much of it or which one was right.
+    # The key itself is never logged nor put in an error message.
+    token = hashlib.sha256(authorization[7:].strip().encode()).digest()
     matched = False
     for key in keys:
-        matched |= hmac.compare_digest(token, key.encode())
+        matched |= hmac.compare_digest(token, hashlib.sha256(key.encode()).digest())
     if not matched:
         raise AuthError("invalid API key")
 
