@@ -10,12 +10,13 @@ import functools
 import ipaddress
 import logging
 import uuid
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 import ray
 from fastapi import FastAPI, Path, Query, Request, WebSocket
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 from starlette.exceptions import HTTPException
@@ -37,14 +38,18 @@ from pipeline.voice.session import VoiceSession
 from pipeline.voice.turn import converse
 from pipeline.web import contract
 from pipeline.web.admission import TRY_AGAIN_LATER, Admission
+from pipeline.web.cors import LazyCors
 from pipeline.web.http import (
+    allowed_methods,
     audio_from_request,
     check_bearer,
     check_session_id,
     error_response,
     http_error_response,
+    key_owner,
     validation_error_response,
 )
+from pipeline.web.request_id import RequestIdMiddleware
 from pipeline.web.session_socket import PATH as SESSIONS_PATH
 from pipeline.web.session_socket import AiohttpSocket, SessionListener
 from pipeline.web.static import web_file
@@ -52,10 +57,10 @@ from pipeline.web.ws import (
     POLICY_VIOLATION,
     SessionSocket,
     StarletteSocket,
-    key_check,
     senders,
     serve_session,
-    ws_key_check,
+    session_owner,
+    session_refusal,
 )
 
 log = logging.getLogger("jarvis.ingress")
@@ -63,7 +68,8 @@ app = FastAPI(
     title="jarvis-serve",
     version="0.1.0",
     description="A real-time voice assistant: voice turns, OpenAI-compatible chat, "
-    'transcription and speech. Every error answers `{"error": {"message", "type"}}`. '
+    "transcription and speech. Every error answers "
+    '`{"error": {"message", "type", "request_id"}}`. '
     "Voice sessions are a WebSocket at /v1/sessions (not in this document: docs/sessions.md).",
 )
 app.include_router(router)
@@ -77,6 +83,17 @@ def _api_keys() -> frozenset[str]:
     return Settings().api_key_set()
 
 
+@functools.cache
+def _allowed_origins() -> frozenset[str]:
+    return Settings().origin_set()
+
+
+# Outermost first: the request id (Serve's proxy made or kept it and sends the header), then
+# CORS (preflights carry no key), then the key check (`_auth`).
+app.add_middleware(LazyCors, origins=_allowed_origins)
+app.add_middleware(RequestIdMiddleware, behind_proxy=True)
+
+
 def _openapi() -> dict[str, Any]:
     if app.openapi_schema is None:
         app.openapi_schema = contract.finish(
@@ -86,6 +103,21 @@ def _openapi() -> dict[str, Any]:
 
 
 app.openapi = _openapi  # type: ignore[method-assign]  # FastAPI's way to extend its document
+
+
+def _log_with_serve() -> None:
+    """Our records go where Serve's go (the replica's log file), each with the request's id
+    (Serve's context filter adds it; it is the X-Request-Id of the answer)."""
+    ours, serves = logging.getLogger("jarvis"), logging.getLogger("ray.serve")
+    if serves.handlers and not ours.handlers:
+        for handler in serves.handlers:
+            ours.addHandler(handler)
+        ours.propagate = False
+
+
+def _owner(request: Request) -> str | None:
+    """The fingerprint of the request's key (checked by `_auth`); None with no keys."""
+    return key_owner(request.headers.get("authorization"), _api_keys())
 
 
 def _loopback(host: str) -> bool:
@@ -142,8 +174,14 @@ async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResp
 
 
 @app.exception_handler(HTTPException)
-async def _http_error(_: Request, exc: HTTPException) -> JSONResponse:
-    return http_error_response(exc.status_code, exc.headers)
+async def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    headers = exc.headers
+    if exc.status_code == 405:  # the router names the first route's methods only
+        headers = {
+            **(headers or {}),
+            "Allow": allowed_methods(request.app.routes, request.url.path),
+        }
+    return http_error_response(exc.status_code, headers)
 
 
 async def _replicas() -> dict[str, dict[str, int]]:
@@ -183,6 +221,7 @@ class Ingress(OpenAIRoutes):
             lambda: open_database(Settings()), history_turns=args.llm.history_turns
         )
         self._metrics = IngressMetrics()
+        _log_with_serve()
         app.state.metrics = self._metrics
         limits = args.limits
         self._admission = Admission(limits.max_sessions, limits.max_requests, limits.retry_after_s)
@@ -399,30 +438,65 @@ class Ingress(OpenAIRoutes):
     )
     async def conversation(
         self,
+        request: Request,
         conversation_id: Annotated[str, Path(json_schema_extra=contract.CONVERSATION_ID)],
     ) -> dict[str, Any]:
-        found = await self._conversations.get(check_session_id(conversation_id, "conversation id"))
+        """The conversation's turns; with API keys configured, only with the key that made it
+        (another key gets 404, as for one that does not exist)."""
+        found = await self._conversations.get(
+            check_session_id(conversation_id, "conversation id"), owner=_owner(request)
+        )
         if found is None:
             raise NotFoundError(f"no conversation {conversation_id!r}")
         return found
 
+    @app.delete(
+        "/v1/conversations/{conversation_id}",
+        status_code=204,
+        response_class=Response,
+        responses={
+            204: {"description": "Deleted, with its messages"},
+            **contract.errors(
+                400,
+                404,
+                503,
+                s400="Not an id",
+                s404="No such conversation (or another key's)",
+                s503="The conversation store is unavailable",
+            ),
+        },
+    )
+    async def delete_conversation(
+        self,
+        request: Request,
+        conversation_id: Annotated[str, Path(json_schema_extra=contract.CONVERSATION_ID)],
+    ) -> Response:
+        """Delete the conversation and all its messages (with API keys configured, only with
+        the key that made it). A session still open on it writes its next turns anew."""
+        cid = check_session_id(conversation_id, "conversation id")
+        if not await self._conversations.delete(cid, owner=_owner(request)):
+            raise NotFoundError(f"no conversation {conversation_id!r}")
+        return Response(status_code=204)
+
     @app.websocket("/v1/sessions")
-    async def sessions(self, ws: WebSocket, conversation_id: str | None = None) -> None:
+    async def sessions(self, ws: WebSocket) -> None:
+        """A voice session (docs/sessions.md); `?conversation_id=` continues one."""
         await ws.accept()
-        refused = ws_key_check(ws, _api_keys())
-        await self._session(StarletteSocket(ws), refused, conversation_id)
+        await self._session(StarletteSocket(ws), ws.headers, ws.query_params)
 
     async def _socket_session(self, sock: AiohttpSocket) -> None:
         """A session on the sessions' own listener (pipeline/web/session_socket.py)."""
-        refused = key_check(sock.authorization, sock.query.get("api_key"), _api_keys())
-        await self._session(sock, refused, sock.query.get("conversation_id"))
+        await self._session(sock, sock.headers, sock.query)
 
     async def _session(
-        self, sock: SessionSocket, refused: str | None, conversation_id: str | None
+        self, sock: SessionSocket, headers: Mapping[str, str], query: Mapping[str, str]
     ) -> None:
+        refused = session_refusal(headers, query, keys=_api_keys(), origins=_allowed_origins())
         if refused is not None:
             await sock.close(POLICY_VIOLATION, refused)
             return
+        owner = session_owner(headers, query, _api_keys())
+        conversation_id = query.get("conversation_id")
         try:
             cid = check_session_id(conversation_id, "conversation_id") if conversation_id else None
         except JarvisError as e:
@@ -434,12 +508,20 @@ class Ingress(OpenAIRoutes):
             await sock.close(TRY_AGAIN_LATER, refused)
             return
         try:
-            await self._open_session(sock, cid)
+            await self._open_session(sock, cid, owner)
         finally:
             self._admission.close_session()
 
-    async def _open_session(self, sock: SessionSocket, cid: str | None) -> None:
-        history = await self._conversations.history(cid) if cid else []
+    async def _open_session(self, sock: SessionSocket, cid: str | None, owner: str | None) -> None:
+        if cid is None:
+            cid = "conv_" + uuid.uuid4().hex[:16]
+            self._conversations.claim_new(cid, owner)
+            history = []
+        elif await self._conversations.claim(cid, owner):
+            history = await self._conversations.history(cid)
+        else:  # another key's: as if there were none, and not to be continued
+            await sock.close(POLICY_VIOLATION, "no such conversation for this key")
+            return
         send_event, send_audio = senders(sock, observe=self._metrics.observe)
         session = VoiceSession(
             self._stages,
@@ -492,7 +574,14 @@ class Ingress(OpenAIRoutes):
         data, form = await audio_from_request(request, self._limits.max_body_bytes)
         if form is not None and session_id is None and isinstance(form.get("session_id"), str):
             session_id = str(form.get("session_id"))
-        sid = check_session_id(session_id) if session_id else uuid.uuid4().hex
+        owner = _owner(request)
+        if session_id:
+            sid = check_session_id(session_id)
+            if not await self._conversations.claim(sid, owner):
+                raise NotFoundError(f"no conversation {sid!r} for this key")
+        else:
+            sid = uuid.uuid4().hex
+            self._conversations.claim_new(sid, owner)
         samples = audio.decode_audio(data, max_seconds=self._limits.max_audio_seconds)
         result, history_turns = await converse(
             self._stages, self._conversations, sid, samples, self._args.llm.system_prompt

@@ -364,6 +364,11 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = Field(
         default=None, description="comma-separated bearer tokens; unset = no auth"
     )
+    allowed_origins: str | None = Field(
+        default=None,
+        description="comma-separated browser origins (scheme://host[:port]) allowed besides "
+        "the app's own host: voice sessions (WebSocket Origin) and CORS; '*' = any",
+    )
     cache_dir: Path = Path.home() / ".cache" / "jarvis-serve"
     database_url: SecretStr | None = Field(
         default=None, validation_alias="DATABASE_URL", description="Postgres DSN"
@@ -404,4 +409,12 @@ class Settings(BaseSettings):
             return frozenset()
         return frozenset(
             k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip()
+        )
+
+    def origin_set(self) -> frozenset[str]:
+        """JARVIS_ALLOWED_ORIGINS, normalised (lower case, no trailing slash)."""
+        if self.allowed_origins is None:
+            return frozenset()
+        return frozenset(
+            o.strip().lower().rstrip("/") for o in self.allowed_origins.split(",") if o.strip()
         )

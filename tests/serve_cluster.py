@@ -243,14 +243,19 @@ def restart_ingress(app: ServeApp, env: dict[str, str]) -> None:
     app.deploy(config)
 
 
+OTHER_API_KEY = "test-key-2-c94e"  # the second key `with_api_keys` configures
+
+
 @pytest.fixture
 def with_api_keys(serve_app: ServeApp) -> Iterator[str]:
-    """Redeploy the ingress with JARVIS_API_KEYS set; restore the open config afterwards."""
+    """Redeploy the ingress with JARVIS_API_KEYS set (the key it yields and OTHER_API_KEY);
+    restore the open config afterwards."""
     key = "test-key-7f3a"
     secured = copy.deepcopy(serve_app.config)
     (application,) = secured["applications"]
     ingress = next(d for d in application["deployments"] if d["name"] == "Ingress")
-    ingress["ray_actor_options"]["runtime_env"] = {"env_vars": {"JARVIS_API_KEYS": key}}
+    env = {"JARVIS_API_KEYS": f"{key},{OTHER_API_KEY}"}
+    ingress["ray_actor_options"]["runtime_env"] = {"env_vars": env}
     probe = f"{serve_app.url}/v1/chat/completions"
     body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}
     serve_app.deploy(secured)

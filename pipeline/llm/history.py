@@ -7,6 +7,10 @@ lives); a turn the database refuses outright (bad data) is logged and counted, n
 retried forever. `history()` answers from memory, or loads the last turns from
 Postgres: that is how a conversation resumes on a new or restarted replica.
 The recent turns are trimmed in blocks (`window.py`).
+
+With API keys configured a conversation belongs to the key that made it (its SHA-256
+fingerprint, `owner`): `claim()` before a conversation is continued, `get()` and `delete()`
+answer only its owner, and a write to another key's conversation is refused by the database.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -22,7 +26,13 @@ import asyncpg
 
 from pipeline.errors import JarvisError, NotReadyError
 from pipeline.llm.window import trim_in_blocks
-from pipeline.store.conversation_rows import conversation_times, load_turns, save_turn
+from pipeline.store.conversation_rows import (
+    NotYours,
+    conversation_row,
+    delete_conversation,
+    load_turns,
+    save_turn,
+)
 from pipeline.types import ChatMessage, TurnRecord
 
 log = logging.getLogger("jarvis.history")
@@ -70,7 +80,9 @@ class ConversationLog:
         self._history_turns = history_turns
         self._recent: OrderedDict[str, list[TurnRecord]] = OrderedDict()
         self._max_conversations = max_conversations
-        self._queue: asyncio.Queue[TurnRecord] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[TurnRecord, str | None]] = asyncio.Queue()
+        self._owners: OrderedDict[str, str | None] = OrderedDict()  # claimed here
+        self._pending: Counter[str] = Counter()  # turns queued, per conversation
         self._writer: asyncio.Task[None] | None = None
         self._retry = (retry_initial_s, retry_max_s)
         self._read_timeout = read_timeout_s
@@ -91,7 +103,10 @@ class ConversationLog:
             turns.append(turn)
             trim_in_blocks(turns, self._history_turns)
         self._touch(turn.conversation_id)
-        self._queue.put_nowait(turn)
+        if turn.conversation_id in self._owners:
+            self._owners.move_to_end(turn.conversation_id)  # a live conversation stays known
+        self._pending[turn.conversation_id] += 1
+        self._queue.put_nowait((turn, self._owners.get(turn.conversation_id)))
         if self._writer is None or self._writer.done():
             self._writer = asyncio.get_running_loop().create_task(self._write_all())
 
@@ -106,18 +121,25 @@ class ConversationLog:
 
     async def _write_all(self) -> None:
         while True:
-            turn = await self._queue.get()
+            turn, owner = await self._queue.get()
             try:
-                await self._write(turn)
+                await self._write(turn, owner)
             finally:
+                self._pending[turn.conversation_id] -= 1
+                if self._pending[turn.conversation_id] <= 0:
+                    del self._pending[turn.conversation_id]
                 self._queue.task_done()
 
-    async def _write(self, turn: TurnRecord) -> None:
+    async def _write(self, turn: TurnRecord, owner: str | None) -> None:
         delay, max_delay = self._retry
         while True:
             try:
-                await save_turn(await self._open(), turn)
+                await save_turn(await self._open(), turn, owner)
                 self.written += 1
+                return
+            except NotYours:  # two keys started the same new id at once: the first has it
+                self.refused += 1
+                log.error("conversation turn refused: the conversation is another key's")
                 return
             except _RETRYABLE as e:
                 self.retries += 1
@@ -148,25 +170,71 @@ class ConversationLog:
         self._touch(conversation_id)
         return as_messages(turns)
 
-    async def get(self, conversation_id: str, *, last: int = 1000) -> dict[str, Any] | None:
-        """The stored conversation, or None if there is none. Turns still queued are written
-        first, so a reader sees its own turns."""
+    async def claim(self, conversation_id: str, owner: str | None) -> bool:
+        """May `owner` (a key's fingerprint; None: no keys configured) continue this
+        conversation? Yes if it is new or its own. Also forgets what this replica remembers
+        of a conversation the database no longer has (deleted through another replica)."""
+        known = self._owners.get(conversation_id)
+        if owner is not None and conversation_id in self._owners and known != owner:
+            return False
+        try:
+            async with asyncio.timeout(self._read_timeout):
+                row = await conversation_row(await self._open(), conversation_id)
+        except _RETRYABLE as e:
+            # Unknown here and unreadable: go on. Its history cannot load either, and the
+            # database refuses the writes if the conversation is another key's.
+            log.warning("conversation owner unavailable (%s)", type(e).__name__)
+            self._remember(conversation_id, owner)
+            return True
+        if row is None:
+            if not self._pending.get(conversation_id):
+                self._recent.pop(conversation_id, None)
+        elif owner is not None and row.owner != owner:
+            return False
+        self._remember(conversation_id, owner)
+        return True
+
+    def claim_new(self, conversation_id: str, owner: str | None) -> None:
+        """A conversation this replica just made up an id for: `owner`'s."""
+        self._remember(conversation_id, owner)
+
+    async def get(
+        self, conversation_id: str, *, owner: str | None = None, last: int = 1000
+    ) -> dict[str, Any] | None:
+        """The stored conversation, or None if there is none (or it is not `owner`'s; None:
+        anyone's). Turns still queued are written first, so a reader sees its own turns."""
         await self.flush(self._read_timeout)
         try:
             async with asyncio.timeout(self._read_timeout):
                 pool = await self._open()
-                times = await conversation_times(pool, conversation_id)
-                if times is None:
+                row = await conversation_row(pool, conversation_id)
+                if row is None or (owner is not None and row.owner != owner):
                     return None
                 turns = await load_turns(pool, conversation_id, last=last)
         except _RETRYABLE as e:
             raise NotReadyError("the conversation store is unavailable; try again") from e
         return {
             "id": conversation_id,
-            "created_at": times[0].isoformat(),
-            "updated_at": times[1].isoformat(),
+            "created_at": row.created_at.isoformat(),
+            "updated_at": row.updated_at.isoformat(),
             "turns": [_turn_json(t) for t in turns],
         }
+
+    async def delete(self, conversation_id: str, *, owner: str | None = None) -> bool:
+        """Delete the conversation and its messages, here and in Postgres; False if there was
+        none (or it is not `owner`'s). Its turns still queued are written first, so none
+        comes back after. Other replicas forget it at their next `claim()`."""
+        if not await self.flush(self._read_timeout):
+            raise NotReadyError("the conversation store is unavailable; try again")
+        try:
+            async with asyncio.timeout(self._read_timeout):
+                deleted = await delete_conversation(await self._open(), conversation_id, owner)
+        except _RETRYABLE as e:
+            raise NotReadyError("the conversation store is unavailable; try again") from e
+        if deleted:
+            self._recent.pop(conversation_id, None)
+            self._owners.pop(conversation_id, None)
+        return deleted
 
     def stats(self) -> dict[str, int]:
         return {
@@ -192,6 +260,12 @@ class ConversationLog:
                 if self._pool is None:
                     self._pool = await self._connect()
         return self._pool
+
+    def _remember(self, conversation_id: str, owner: str | None) -> None:
+        self._owners[conversation_id] = owner
+        self._owners.move_to_end(conversation_id)
+        while len(self._owners) > self._max_conversations:
+            self._owners.popitem(last=False)
 
     def _touch(self, conversation_id: str) -> None:
         self._recent.move_to_end(conversation_id)

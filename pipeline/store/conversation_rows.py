@@ -7,6 +7,7 @@ heard) and when a write is retried: both are idempotent upserts.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -27,7 +28,13 @@ ON CONFLICT (conversation_id, turn_id, seq) DO UPDATE SET
 """
 
 
-async def save_turn(pool: asyncpg.Pool, t: TurnRecord) -> None:
+class NotYours(Exception):
+    """A turn written to a conversation that another API key created."""
+
+
+async def save_turn(pool: asyncpg.Pool, t: TurnRecord, owner: str | None = None) -> None:
+    """Write turn `t`; `owner` (the key's fingerprint) must be the conversation's, unless
+    None (no keys configured)."""
     rows: list[tuple[Any, ...]] = [
         (t.conversation_id, t.turn_id, USER, "user", t.user_text, None, None, None, None, False)
     ]
@@ -75,12 +82,19 @@ async def save_turn(pool: asyncpg.Pool, t: TurnRecord) -> None:
         )
     )
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute(
-            """INSERT INTO conversations (id, created_at) VALUES ($1, $2)
-               ON CONFLICT (id) DO UPDATE SET updated_at = now()""",
+        # A conversation of another key is not written to (nor is the write an update of it):
+        # no row comes back, and the transaction is rolled back.
+        mine = await conn.fetchval(
+            """INSERT INTO conversations (id, created_at, owner) VALUES ($1, $2, $3)
+               ON CONFLICT (id) DO UPDATE SET updated_at = now()
+               WHERE $3::text IS NULL OR conversations.owner = $3
+               RETURNING id""",
             t.conversation_id,
             t.at,
+            owner,
         )
+        if mine is None:
+            raise NotYours(f"conversation {t.conversation_id!r} belongs to another key")
         await conn.executemany(_UPSERT, [(*r, t.at) for r in rows])
 
 
@@ -126,10 +140,27 @@ async def load_turns(pool: asyncpg.Pool, conversation_id: str, *, last: int) -> 
     ]
 
 
-async def conversation_times(
-    pool: asyncpg.Pool, conversation_id: str
-) -> tuple[datetime, datetime] | None:
+@dataclass(frozen=True)
+class ConversationRow:
+    created_at: datetime
+    updated_at: datetime
+    owner: str | None  # the creating key's fingerprint; None: made with no keys configured
+
+
+async def conversation_row(pool: asyncpg.Pool, conversation_id: str) -> ConversationRow | None:
     row = await pool.fetchrow(
-        "SELECT created_at, updated_at FROM conversations WHERE id = $1", conversation_id
+        "SELECT created_at, updated_at, owner FROM conversations WHERE id = $1", conversation_id
     )
-    return None if row is None else (row["created_at"], row["updated_at"])
+    return None if row is None else ConversationRow(**dict(row))
+
+
+async def delete_conversation(pool: asyncpg.Pool, conversation_id: str, owner: str | None) -> bool:
+    """Delete the conversation and its messages (ON DELETE CASCADE); `owner` as in
+    `save_turn`. False if there was none (or it is another key's)."""
+    deleted = await pool.fetchval(
+        """DELETE FROM conversations WHERE id = $1 AND ($2::text IS NULL OR owner = $2)
+           RETURNING id""",
+        conversation_id,
+        owner,
+    )
+    return deleted is not None

@@ -98,6 +98,15 @@ MIGRATIONS = [
         ALTER TABLE loads ADD COLUMN request_id text UNIQUE;
         """,
     ),
+    Migration(
+        5,
+        "conversations belong to the API key that made them",
+        """
+        ALTER TABLE conversations ADD COLUMN owner text;
+        COMMENT ON COLUMN conversations.owner IS
+            'SHA-256 fingerprint of the API key that created it (never the key); NULL: no keys';
+        """,
+    ),
 ]
 
 

@@ -23,6 +23,9 @@ REF = "#/components/schemas/"
 class ErrorDetail(BaseModel):
     message: str = Field(description="what went wrong, for a person")
     type: str = Field(description="the error's class, e.g. BadInputError, StageUnavailableError")
+    request_id: str = Field(
+        description="the request's id, as in the X-Request-Id response header and the logs"
+    )
 
 
 class ErrorEnvelope(BaseModel):
@@ -31,7 +34,13 @@ class ErrorEnvelope(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
             "examples": [
-                {"error": {"message": "the audio is empty (0 bytes)", "type": "BadInputError"}}
+                {
+                    "error": {
+                        "message": "the audio is empty (0 bytes)",
+                        "type": "BadInputError",
+                        "request_id": "5f0c8e1a9b2d4c7e8f6a1b3c5d7e9f01",
+                    }
+                }
             ]
         }
     )

@@ -3,9 +3,10 @@ error envelope, streamed bodies."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, TypeVar
 
@@ -13,8 +14,10 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Route
 
 from pipeline.errors import AuthError, BadInputError, PayloadTooLargeError
+from pipeline.web.request_id import current_request_id, new_request_id
 
 T = TypeVar("T")
 SESSION_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"  # session and conversation ids
@@ -78,9 +81,30 @@ def check_bearer(authorization: str | None, keys: frozenset[str]) -> None:
         return
     if not authorization or not authorization.lower().startswith("bearer "):
         raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
-    token = authorization[7:].strip().encode()
-    if not any(hmac.compare_digest(token, key.encode()) for key in keys):
+    # Digests of equal length, every key compared, each in constant time: neither the time
+    # taken nor an early stop says how long a key is, how much of it or which one was right.
+    # The key itself is never logged nor put in an error message.
+    token = hashlib.sha256(authorization[7:].strip().encode()).digest()
+    matched = False
+    for key in keys:
+        matched |= hmac.compare_digest(token, hashlib.sha256(key.encode()).digest())
+    if not matched:
         raise AuthError("invalid API key")
+
+
+def key_owner(
+    authorization: str | None, keys: frozenset[str], api_key: str | None = None
+) -> str | None:
+    """Who owns what a request makes (a conversation): the SHA-256 fingerprint of its key
+    (the bearer token, else `?api_key=` of a WebSocket), which `check_bearer` let through;
+    None when no keys are configured. The key itself is never stored."""
+    if not keys:
+        return None
+    if authorization and authorization.lower().startswith("bearer "):
+        token = authorization[7:].strip()
+    else:
+        token = api_key or ""
+    return hashlib.sha256(b"jarvis-serve key owner\0" + token.encode()).hexdigest()
 
 
 async def first_item(stream: AsyncIterator[T]) -> T | None:
@@ -99,7 +123,8 @@ async def prepend(head: bytes, chunks: AsyncIterator[bytes]) -> AsyncIterator[by
 
 
 def error_response(exc: Exception) -> JSONResponse:
-    """The error envelope: `{"error": {"message", "type"}}` with the error's HTTP status."""
+    """The error envelope: `{"error": {"message", "type", "request_id"}}` with the error's
+    HTTP status; `request_id` is the request's `X-Request-Id` (request_id.py)."""
     cause = getattr(exc, "cause", None) or exc  # a RayTaskError carries the replica's error
     status = getattr(cause, "status_code", 500)
     message = getattr(cause, "message", None) or "internal error"
@@ -128,6 +153,16 @@ def http_error_response(status: int, headers: Mapping[str, str] | None = None) -
     return _envelope(status, phrase, phrase.replace(" ", "").replace("-", "") + "Error", headers)
 
 
+def allowed_methods(routes: Iterable[BaseRoute], path: str) -> str:
+    """`Allow` of a 405: the methods of every route on `path` (GET and DELETE of one path are
+    two routes, and Starlette's router names the first one's only)."""
+    methods: set[str] = set()
+    for route in routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 _MAX_ERRORS = 5
 
 
@@ -136,4 +171,6 @@ def _envelope(
 ) -> JSONResponse:
     if status == 401:
         headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
-    return JSONResponse({"error": {"message": message, "type": kind}}, status, headers=headers)
+    request_id = current_request_id() or new_request_id()
+    body = {"message": message, "type": kind, "request_id": request_id}
+    return JSONResponse({"error": body}, status, headers=headers)

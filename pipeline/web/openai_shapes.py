@@ -12,6 +12,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from pipeline.errors import JarvisError
 from pipeline.types import ChatMessage
+from pipeline.web.request_id import current_request_id, new_request_id
 
 # Request models are strict, as OpenAI's API is: a "0.5" temperature or a 1 for `stream` is
 # refused (422), not coerced. Fields OpenAI has and the graph does not use are ignored.
@@ -188,7 +189,9 @@ def chat_chunk(cid: str, model: str, delta: dict[str, str], finish: str | None =
 
 
 def sse_error(message: str) -> str:
-    return f"data: {json.dumps({'error': {'message': message, 'type': 'server_error'}})}\n\n"
+    request_id = current_request_id() or new_request_id()
+    error = {"message": message, "type": "server_error", "request_id": request_id}
+    return f"data: {json.dumps({'error': error})}\n\n"
 
 
 SSE_DONE = "data: [DONE]\n\n"

@@ -39,7 +39,7 @@ class AiohttpSocket:
     def __init__(self, request: web.Request, ws: web.WebSocketResponse) -> None:
         self._ws = ws
         self.query = dict(request.query)
-        self.authorization = request.headers.get("Authorization")
+        self.headers = request.headers  # case-insensitive
 
     async def receive(self) -> Message | None:
         message = await self._ws.receive()

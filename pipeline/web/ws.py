@@ -11,15 +11,16 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from pipeline.errors import AuthError
 from pipeline.voice.events import Event
 from pipeline.voice.session import SendAudio, SendEvent, SessionClosed, VoiceSession
-from pipeline.web.http import check_bearer
+from pipeline.web.http import check_bearer, key_owner
 
 log = logging.getLogger("jarvis.ws")
 POLICY_VIOLATION = 1008
@@ -81,8 +82,54 @@ def key_check(authorization: str | None, api_key: str | None, keys: frozenset[st
     return None
 
 
-def ws_key_check(ws: WebSocket, keys: frozenset[str]) -> str | None:
-    return key_check(ws.headers.get("authorization"), ws.query_params.get("api_key"), keys)
+ORIGIN_REFUSED = "this page's origin may not open sessions (JARVIS_ALLOWED_ORIGINS)"
+
+
+def origin_check(origin: str | None, host: str | None, allowed: frozenset[str]) -> str | None:
+    """None if a session may open, else the reason. Browsers send `Origin` on every WebSocket
+    handshake and let any page open one to any site, with a key in `?api_key=`; so a browser's
+    session must come from a page on this app's own host (any port: the page on the HTTP port
+    opens its sessions on the sessions' port) or from an origin in `allowed`
+    (JARVIS_ALLOWED_ORIGINS, normalised; "*" allows any). Clients that send no `Origin`
+    (SDKs, servers: not browsers) go on to the key check."""
+    if origin is None:
+        return None
+    normal = origin.strip().lower().rstrip("/")
+    if "*" in allowed or normal in allowed:
+        return None
+    try:
+        page = urlsplit(normal)
+        served = urlsplit("//" + (host or "").strip().lower())
+        _ = page.port, served.port  # ValueError if either is not a port
+        same_host = (
+            page.scheme in ("http", "https")
+            and page.hostname is not None
+            and page.hostname == served.hostname
+        )
+    except ValueError:  # a malformed Origin or Host
+        same_host = False
+    return None if same_host else ORIGIN_REFUSED
+
+
+def session_refusal(
+    headers: Mapping[str, str],
+    query: Mapping[str, str],
+    *,
+    keys: frozenset[str],
+    origins: frozenset[str],
+) -> str | None:
+    """Why a session's handshake is refused (closed with 1008 and this reason), or None.
+    `headers` must look names up case-insensitively (Starlette's, aiohttp's)."""
+    return origin_check(headers.get("origin"), headers.get("host"), origins) or key_check(
+        headers.get("authorization"), query.get("api_key"), keys
+    )
+
+
+def session_owner(
+    headers: Mapping[str, str], query: Mapping[str, str], keys: frozenset[str]
+) -> str | None:
+    """The fingerprint of the key a session was let in with (`key_owner`)."""
+    return key_owner(headers.get("authorization"), keys, query.get("api_key"))
 
 
 async def serve_session(

@@ -8,9 +8,11 @@ Settings (fixed seed, examples per operation, real speech for audio bodies) are 
 tests/serve/contract.toml and contract_hooks.py; positive cases reach the real models.
 """
 
+import contextlib
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -60,18 +62,30 @@ def route(url: str, paths: set[str]) -> str:
     return path if path in paths else "?"
 
 
-def test_the_app_keeps_its_openapi_contract(serve_app: ServeApp, tmp_path: Path) -> None:
+@contextlib.contextmanager
+def the_conversation(app: ServeApp, headers: dict[str, str]) -> Iterator[None]:
+    """contract.toml's conversation exists (made with `headers`' key: with keys configured
+    only that key sees it) while schemathesis runs; deleted after (it may delete it too)."""
     r = httpx.post(
-        f"{serve_app.url}/v1/turn",
+        f"{app.url}/v1/turn",
         params={"session_id": CONVERSATION},
         content=speech_wav(QUESTIONS[1]),
-        headers={"Content-Type": "audio/wav"},
+        headers={"Content-Type": "audio/wav", **headers},
         timeout=120,
     )
     assert r.status_code == 200, r.text
+    try:
+        yield
+    finally:
+        r = httpx.delete(f"{app.url}/v1/conversations/{CONVERSATION}", headers=headers)
+        assert r.status_code in (204, 404), r.text
+
+
+def test_the_app_keeps_its_openapi_contract(serve_app: ServeApp, tmp_path: Path) -> None:
     document = httpx.get(f"{serve_app.url}/openapi.json", timeout=10).json()
     operations = sum(len(methods) for methods in document["paths"].values())
-    output = run_schemathesis(serve_app, tmp_path)
+    with the_conversation(serve_app, {}):
+        output = run_schemathesis(serve_app, tmp_path)
     assert f"Selected: {operations}/{operations}" in output  # none left out
 
 
@@ -90,12 +104,14 @@ def test_auth_is_documented_and_enforced_with_keys(
         if operation.get("security") == [{"bearerAuth": []}]
     }
     assert secured == set(document["paths"]) - {"/healthz", "/readyz", "/v1/sessions/endpoint"}
-    run_schemathesis(
-        serve_app,
-        tmp_path,
-        *("--header", f"Authorization: Bearer {with_api_keys}"),
-        *("--phases", "examples,fuzzing", "--max-examples", "3"),
-    )
+    key = {"Authorization": f"Bearer {with_api_keys}"}
+    with the_conversation(serve_app, key):
+        run_schemathesis(
+            serve_app,
+            tmp_path,
+            *("--header", f"Authorization: Bearer {with_api_keys}"),
+            *("--phases", "examples,fuzzing", "--max-examples", "3"),
+        )
     keyless_refused = {
         route(e["request"]["url"], secured)
         for e in exchanges(tmp_path)

@@ -197,6 +197,7 @@ async def test_http_turn_in_flight_on_a_killed_replica(sim_app: ServeApp, stage:
     if response.status_code != 200:  # the error envelope, retryable
         assert response.status_code == 503, response.text
         error = response.json()["error"]
+        assert error.pop("request_id") == response.headers["x-request-id"]
         assert error == {"message": LOST.format(stage=stage), "type": "StageUnavailableError"}
     await replaced(sim_app, deployment, dead)
     after = await asyncio.to_thread(http_turn, sim_app, QUESTIONS[1])

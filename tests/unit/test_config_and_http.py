@@ -82,7 +82,9 @@ def _body(response: JSONResponse) -> Any:
 def test_every_error_answers_with_the_envelope() -> None:
     r = error_response(AuthError("invalid API key"))
     assert (r.status_code, r.headers["www-authenticate"]) == (401, "Bearer")
-    assert _body(r) == {"error": {"message": "invalid API key", "type": "AuthError"}}
+    body = _body(r)
+    assert body["error"].pop("request_id")  # a fresh id: no request is being served here
+    assert body == {"error": {"message": "invalid API key", "type": "AuthError"}}
     with pytest.raises(ValidationError) as caught:
         ChatCompletionRequest.model_validate({"messages": [], "model": 98765})
     errors = [{**e, "loc": ("body", *e["loc"])} for e in caught.value.errors()]
@@ -94,7 +96,9 @@ def test_every_error_answers_with_the_envelope() -> None:
     assert "98765" not in error["message"]  # what was sent is not echoed
     r = http_error_response(405, {"Allow": "GET"})
     assert (r.status_code, r.headers["allow"]) == (405, "GET")
-    assert _body(r)["error"] == {"message": "Method Not Allowed", "type": "MethodNotAllowedError"}
+    error = _body(r)["error"]
+    assert error.pop("request_id")
+    assert error == {"message": "Method Not Allowed", "type": "MethodNotAllowedError"}
 
 
 def test_openai_request_types_are_strict() -> None:
@@ -133,3 +137,26 @@ def test_the_document_adds_bearer_auth_and_the_envelope_to_fastapi_s() -> None:
         assert {"ErrorEnvelope", "ErrorDetail"} <= set(doc["components"]["schemas"])
         assert "HTTPValidationError" not in doc["components"]["schemas"]
     assert "security" not in fastapi_doc["paths"]["/v1/stats"]["get"]  # not changed in place
+
+
+def test_a_405_names_every_method_of_the_path() -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+
+    from pipeline.web.http import allowed_methods
+
+    app = FastAPI()
+    app.get("/things/{name}")(lambda name: {})
+    app.delete("/things/{name}", status_code=204)(lambda name: None)
+    app.post("/other")(lambda: {})
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        allow = allowed_methods(request.app.routes, request.url.path)
+        return http_error_response(exc.status_code, {"Allow": allow})
+
+    r = TestClient(app).request("OPTIONS", "/things/a")
+    assert (r.status_code, r.headers["allow"]) == (405, "DELETE, GET")
+    assert allowed_methods(app.routes, "/other") == "POST"

@@ -110,3 +110,49 @@ async def test_postgres_down_turns_are_kept_and_written_when_it_is_back(
 
 async def _same(pool: asyncpg.Pool) -> asyncpg.Pool:
     return pool
+
+
+async def test_a_conversation_is_its_key_s_alone(pool: asyncpg.Pool) -> None:
+    log = ConversationLog(lambda: _same(pool))
+    cid = "c-" + uuid.uuid4().hex
+    assert await log.claim(cid, "owner-a")  # new: A's
+    log.record(turn(cid, 1))
+    assert await log.flush()
+    assert await log.get(cid, owner="owner-a") is not None
+    assert await log.get(cid, owner="owner-b") is None  # as if there were none
+    assert await log.get(cid) is not None  # no keys configured: anyone's
+    assert not await log.claim(cid, "owner-b")
+    assert await log.claim(cid, "owner-a")
+    # Another replica (nothing in memory) asks the database.
+    other = ConversationLog(lambda: _same(pool))
+    assert not await other.claim(cid, "owner-b")
+    assert await other.claim(cid, "owner-a")
+    # Two keys that started the same new id at once: the database keeps it the first's.
+    racer = ConversationLog(lambda: _same(pool))
+    racer.claim_new(cid, "owner-b")
+    racer.record(turn(cid, 2, user_text="not A's"))
+    assert await racer.flush()
+    assert racer.stats()["refused"] == 1
+    got = await log.get(cid, owner="owner-a")
+    assert got is not None and [t["user"] for t in got["turns"]] == ["question 1"]
+    assert await pool.fetchval("SELECT owner FROM conversations WHERE id = $1", cid) == "owner-a"
+
+
+async def test_delete_removes_the_conversation_and_its_messages(pool: asyncpg.Pool) -> None:
+    log = ConversationLog(lambda: _same(pool))
+    elsewhere = ConversationLog(lambda: _same(pool))  # another replica that served it too
+    cid = "c-" + uuid.uuid4().hex
+    log.claim_new(cid, "owner-a")
+    log.record(turn(cid, 1))
+    assert await log.flush()
+    assert await elsewhere.history(cid)  # in that replica's memory now
+    log.record(turn(cid, 2))  # still queued: written first, then deleted
+    assert not await log.delete(cid, owner="owner-b")
+    assert await log.delete(cid, owner="owner-a")
+    assert await log.get(cid) is None
+    assert await pool.fetchval("SELECT count(*) FROM messages WHERE conversation_id = $1", cid) == 0
+    assert await log.history(cid) == []
+    assert not await log.delete(cid, owner="owner-a")  # gone: 404
+    # The other replica forgets it when the conversation is next taken up there.
+    assert await elsewhere.claim(cid, "owner-a")
+    assert await elsewhere.history(cid) == []

@@ -20,7 +20,15 @@ from pipeline.config import SessionLimits
 from pipeline.voice.session import VoiceSession
 from pipeline.web.client import VoiceClient
 from pipeline.web.session_socket import AiohttpSocket, SessionListener, port_owner
-from pipeline.web.ws import key_check, senders, serve_session
+from pipeline.web.ws import (
+    ORIGIN_REFUSED,
+    POLICY_VIOLATION,
+    key_check,
+    origin_check,
+    senders,
+    serve_session,
+    session_refusal,
+)
 from tests.fakes import FakeStt, fake_backend
 from tests.ports import free_port
 from tests.speech import pcm16k, silence
@@ -43,9 +51,20 @@ async def run_session(sock: AiohttpSocket, *, idle_timeout_s: float = 30.0) -> N
 
 @contextlib.asynccontextmanager
 async def listening(
-    port: int, owner: str = OWNER, *, idle_timeout_s: float = 30.0, owner_wait_s: float = 2.0
+    port: int,
+    owner: str = OWNER,
+    *,
+    idle_timeout_s: float = 30.0,
+    owner_wait_s: float = 2.0,
+    keys: frozenset[str] = frozenset(),
+    origins: frozenset[str] = frozenset(),
 ) -> AsyncIterator[SessionListener]:
     async def handler(sock: AiohttpSocket) -> None:
+        # As the ingress does (deployments/ingress.py, `_socket_session`).
+        refused = session_refusal(sock.headers, sock.query, keys=keys, origins=origins)
+        if refused is not None:
+            await sock.close(POLICY_VIOLATION, refused)
+            return
         await run_session(sock, idle_timeout_s=idle_timeout_s)
 
     listener = SessionListener(
@@ -183,3 +202,42 @@ def test_keys_by_header_or_query() -> None:
     assert key_check(None, "k1", keys) is None
     assert key_check(None, None, keys) == "missing API key: send 'Authorization: Bearer <key>'"
     assert key_check("Bearer nope", None, keys) == "invalid API key"
+
+
+async def test_a_page_on_another_site_cannot_open_a_session_even_with_the_key() -> None:
+    port = free_port()
+    url = f"ws://127.0.0.1:{port}/v1/sessions?api_key=k1"
+    async with listening(port, keys=frozenset({"k1"}), origins=frozenset({"https://app.test"})):
+        evil = await VoiceClient.open(url, origin="https://evil.test")
+        assert await evil.wait_closed(limit_s=5) == (POLICY_VIOLATION, ORIGIN_REFUSED)
+        assert not evil.events()  # closed before session.created: nothing was said to it
+        # The app's own page (HTTP port 8000, same host), a listed origin, and a client that
+        # is no browser (no Origin) open sessions with the key.
+        for origin in (f"http://127.0.0.1:{port - 1}", "https://app.test", None):
+            client = await VoiceClient.open(url, origin=origin)
+            await client.wait_for("session.created", limit_s=5)
+            await client.close()
+        # The origin is checked first: a foreign page learns nothing about the key either.
+        bad_key = await VoiceClient.open(url.replace("k1", "nope"), origin="https://evil.test")
+        assert (await bad_key.wait_closed(limit_s=5))[1] == ORIGIN_REFUSED
+
+
+def test_origins() -> None:
+    none: frozenset[str] = frozenset()
+    assert origin_check(None, "127.0.0.1:8001", none) is None  # not a browser
+    assert origin_check("http://127.0.0.1:8000", "127.0.0.1:8001", none) is None  # the app's page
+    assert origin_check("https://Jarvis.Example.com", "jarvis.example.com", none) is None
+    assert origin_check("http://[::1]:8000", "[::1]:8001", none) is None
+    for origin, host in (
+        ("https://evil.test", "127.0.0.1:8001"),
+        ("http://127.0.0.1.evil.test", "127.0.0.1:8001"),
+        ("null", "127.0.0.1:8001"),  # a sandboxed frame or a file:// page
+        ("file://127.0.0.1", "127.0.0.1:8001"),
+        ("http://127.0.0.1:8000", None),
+        ("http://127.0.0.1:x", "127.0.0.1:8001"),
+    ):
+        assert origin_check(origin, host, none) == ORIGIN_REFUSED, origin
+    listed = frozenset({"https://app.test"})
+    assert origin_check("https://app.test/", "api.test", listed) is None
+    assert origin_check("https://app.test:444", "api.test", listed) == ORIGIN_REFUSED
+    assert origin_check("https://anything.test", "api.test", frozenset({"*"})) is None
