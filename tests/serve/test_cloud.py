@@ -89,6 +89,10 @@ def cloud_app(fakes: CloudFakes, tmp_path_factory: pytest.TempPathFactory) -> It
     config = yaml.safe_load((ROOT / "serve_config.cloud.yaml").read_text())
     # As in serve_app: the 100 ms Redis deadline is sometimes missed on a busy 2-core box.
     config["applications"][0]["args"]["cache"]["redis_timeout_s"] = 1.0
+    # The turns here check which provider answered. A speculative reply that is dropped (a
+    # pause that turned out not to end the turn, on a busy machine) fills the reply cache,
+    # and the turn's identical final call is then served as "cache" (seen once in CI).
+    config["applications"][0]["args"]["cache"]["llm_responses"] = False
     # Keys and endpoints where Ray starts: every replica inherits them.
     with serve_cluster(
         tmp_path_factory.mktemp("serve-cloud"), config, env=fakes.env, app_type=CloudApp
