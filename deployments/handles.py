@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
@@ -102,6 +103,14 @@ class Stages:
     def speech(self, text: str) -> AsyncIterator[bytes]:
         """PCM16 of `text`, sentence by sentence."""
         return relay(self.tts.options(stream=True).stream.remote(text), "tts")
+
+    async def ready(self) -> dict[str, str]:
+        """What each stage serves ({"stt": "faster-whisper tiny.en", "llm": ..., "tools": ...,
+        "tts": ...}), once all have loaded their models (until then the call waits)."""
+        parts = await asyncio.gather(
+            self.stt.ready.remote(), self.llm.ready.remote(), self.tts.ready.remote()
+        )
+        return {name: value for part in parts for name, value in part.items()}
 
     async def sample_rate(self) -> int:
         if self._tts_rate is None:

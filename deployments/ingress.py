@@ -134,12 +134,12 @@ async def _auth(request: Request, call_next: Any) -> Any:
     path = request.url.path
     guarded = path not in OPEN_PATHS and not path.startswith("/web/")
     admission: Admission | None = getattr(request.app.state, "admission", None)
-    counted = guarded and admission is not None and not path.startswith("/v1/metrics/")
+    if not guarded or path.startswith("/v1/metrics/"):
+        admission = None  # never refused, not counted
     try:
         if guarded:
             check_bearer(request.headers.get("authorization"), _api_keys())
-        if counted:
-            assert admission is not None
+        if admission is not None:
             admission.start_request()
     except JarvisError as e:
         response = error_response(e)
@@ -148,8 +148,7 @@ async def _auth(request: Request, call_next: Any) -> Any:
     try:
         response = await call_next(request)  # until the response starts (a stream goes on)
     finally:
-        if counted:
-            assert admission is not None
+        if admission is not None:
             admission.end_request()
     _count_error(request, response.status_code)
     return response
@@ -271,17 +270,11 @@ class Ingress(OpenAIRoutes):
     )
     async def readyz(self) -> dict[str, Any]:
         """200 once every stage has loaded its models and the company tools have settled."""
-        s = self._stages
         try:
             async with asyncio.timeout(5.0):
-                parts = await asyncio.gather(
-                    s.stt.ready.remote(), s.llm.ready.remote(), s.tts.ready.remote()
-                )
+                models = await self._stages.ready()
         except TimeoutError as e:
             raise NotReadyError("models are still loading") from e
-        models: dict[str, str] = {}
-        for part in parts:
-            models.update(part)
         if models.get("tools") == "opening":
             raise NotReadyError("the company tools are still opening")
         models["cache"] = "on" if await self._cache.ready() else "unavailable"
@@ -292,22 +285,18 @@ class Ingress(OpenAIRoutes):
 
     def record_autoscaling_stats(self) -> dict[str, float]:
         """For the ingress's autoscaling policy (deployments/autoscaling.py)."""
-        return {OPEN_SESSIONS: float(self._metrics.open_sessions)}
+        return {OPEN_SESSIONS: float(self._admission.sessions)}
 
     async def _learn_primaries(self) -> None:
         """Each stage's first provider, so a turn served by another counts as a fallback."""
-        s = self._stages
         while True:
             try:
-                parts = await asyncio.gather(
-                    s.stt.ready.remote(), s.llm.ready.remote(), s.tts.ready.remote()
-                )
+                names = await self._stages.ready()
                 break
             except Exception:  # still loading: ask again
                 await asyncio.sleep(5)
-        for part in parts:
-            for stage, name in part.items():
-                self._metrics.primaries[stage] = primary_provider(name)
+        for stage in ("stt", "llm", "tts"):
+            self._metrics.primaries[stage] = primary_provider(names[stage])
         # Streamed stages are served by the ingress's own stream first.
         if self._live_stt is not None:
             self._metrics.primaries["stt"] = self._live_stt.streams.name
@@ -507,10 +496,12 @@ class Ingress(OpenAIRoutes):
             self._metrics.error("session_refused")
             await sock.close(TRY_AGAIN_LATER, refused)
             return
+        self._metrics.sessions(self._admission.sessions)
         try:
             await self._open_session(sock, cid, owner)
         finally:
             self._admission.close_session()
+            self._metrics.sessions(self._admission.sessions)
 
     async def _open_session(self, sock: SessionSocket, cid: str | None, owner: str | None) -> None:
         if cid is None:
@@ -538,13 +529,7 @@ class Ingress(OpenAIRoutes):
             live_stt=self._live_stt,
             tts_streams=self._tts_streams,
         )
-        self._metrics.session_opened()
-        try:
-            await serve_session(
-                sock, session, idle_timeout_s=self._args.session_limits.idle_timeout_s
-            )
-        finally:
-            self._metrics.session_closed()
+        await serve_session(sock, session, idle_timeout_s=self._args.session_limits.idle_timeout_s)
 
     @app.post(
         "/v1/turn",

@@ -112,13 +112,10 @@ class IngressMetrics:
 
     # -- what the sessions and routes tell ----------------------------------------------
 
-    def session_opened(self) -> None:
-        self.open_sessions += 1
-        self.sessions_gauge.set(self.open_sessions)
-
-    def session_closed(self) -> None:
-        self.open_sessions -= 1
-        self.sessions_gauge.set(self.open_sessions)
+    def sessions(self, open_sessions: int) -> None:
+        """The replica's open sessions now (its admission control counts them)."""
+        self.open_sessions = open_sessions
+        self.sessions_gauge.set(open_sessions)
 
     def observe(self, event: Event) -> None:
         """A session event on its way to the client."""

@@ -84,6 +84,21 @@ class ServeApp:
         return sum(n["state"] == "ALIVE" for n in r.json()["data"]["result"]["result"])
 
 
+def simulated_config(
+    *, stt_ms: float = 150, llm_ms: float = 300, tts_ms: float = 150
+) -> dict[str, Any]:
+    """serve_config.yaml with every stage simulated at fixed latencies (no jitter: a slower
+    turn is the server's doing), no tools, no reply or audio cache. STT and TTS run in their
+    deployments (no live streams in the ingress: the default)."""
+    config: dict[str, Any] = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    args = config["applications"][0]["args"]
+    for stage, first_ms in (("stt", stt_ms), ("llm", llm_ms), ("tts", tts_ms)):
+        args[stage] = {"provider": "simulated", "simulated": {"first_ms": first_ms, "jitter": 0.0}}
+    args["llm"]["tools"] = False
+    args["cache"] = {**args.get("cache", {}), "llm_responses": False, "tts_audio": False}
+    return config
+
+
 def ws_url(app: ServeApp, query: str = "") -> str:
     """The sessions' own listener (session_socket), where clients are sent."""
     port = app.config["applications"][0]["args"]["session_socket"]["port"]

@@ -19,10 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from pipeline.web.client import VoiceClient
-from tests.serve_cluster import ROOT, ServeApp, microphone, serve_cluster, ws_url
+from tests.serve_cluster import ROOT, ServeApp, microphone, serve_cluster, simulated_config, ws_url
 
 pytestmark = pytest.mark.serve
 HEAD = ("--num-cpus=1", '--resources={"ingress_slot": 1, "tts_slot": 1}')
@@ -34,15 +33,8 @@ FAST = {  # autoscaling decisions within seconds, not Serve's default 10 s pushe
 
 
 def scaling_config() -> dict[str, Any]:
-    config = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    config = simulated_config(stt_ms=300, tts_ms=300)  # /v1/audio/speech calls the TTS stage
     app = config["applications"][0]
-    args = app["args"]
-    for stage in ("stt", "llm", "tts"):
-        args[stage]["provider"] = "simulated"
-        args[stage]["simulated"] = {"first_ms": 300, "jitter": 0.0}
-    args["llm"]["tools"] = False
-    args["tts"]["streaming"] = {"enabled": False}  # /v1/audio/speech calls the TTS stage
-    args["cache"] = {**args.get("cache", {}), "llm_responses": False, "tts_audio": False}
     fast = {"upscale_delay_s": 1, "downscale_delay_s": 4, "look_back_period_s": 2}
     for d in app["deployments"]:
         d["ray_actor_options"] = {"num_cpus": 0}

@@ -14,11 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from pipeline.web.admission import TRY_AGAIN_LATER
 from pipeline.web.client import VoiceClient
-from tests.serve_cluster import ROOT, ServeApp, microphone, serve_cluster, ws_url
+from tests.serve_cluster import ServeApp, microphone, serve_cluster, simulated_config, ws_url
 from tests.speech import QUESTIONS, pcm16k, speech_wav
 
 pytestmark = pytest.mark.serve
@@ -26,13 +25,9 @@ MAX_SESSIONS, MAX_REQUESTS = 4, 3
 
 
 def capped_config() -> dict[str, Any]:
-    config: dict[str, Any] = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+    config = simulated_config()
     app = config["applications"][0]
     args = app["args"]
-    for stage, first_ms in (("stt", 150), ("llm", 300), ("tts", 150)):
-        args[stage] = {"provider": "simulated", "simulated": {"first_ms": first_ms, "jitter": 0.0}}
-    args["llm"]["tools"] = False
-    args["cache"] = {**args["cache"], "llm_responses": False, "tts_audio": False}
     args["limits"] |= {"max_sessions": MAX_SESSIONS, "max_requests": MAX_REQUESTS}
     for d in app["deployments"]:
         d.pop("autoscaling_config", None)

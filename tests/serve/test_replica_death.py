@@ -24,10 +24,9 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from pipeline.web.client import VoiceClient
-from tests.serve_cluster import ROOT, ServeApp, microphone, serve_cluster, ws_url
+from tests.serve_cluster import ServeApp, microphone, serve_cluster, simulated_config, ws_url
 from tests.speech import QUESTIONS, pcm16k, speech_wav
 
 pytestmark = pytest.mark.serve
@@ -41,20 +40,10 @@ ENDINGS = ("response.done", "error")
 LOST = "{stage}: the stage's replica was lost mid-call; try again"
 
 
-def simulated_config() -> dict[str, Any]:
-    """serve_config.yaml with simulated stages, no tools or caches, one replica each."""
-    config: dict[str, Any] = yaml.safe_load((ROOT / "serve_config.yaml").read_text())
+def one_replica_config() -> dict[str, Any]:
+    """Simulated stages (STT and TTS slow, in their deployments), one replica each."""
+    config = simulated_config(stt_ms=STAGE_MS, tts_ms=STAGE_MS)
     app = config["applications"][0]
-    args = app["args"]
-    for stage, first_ms in (("stt", STAGE_MS), ("llm", 300), ("tts", STAGE_MS)):
-        args[stage] = {
-            "provider": "simulated",
-            "simulated": {"first_ms": first_ms, "jitter": 0.0},
-        }
-    args["stt"]["streaming"] = {"enabled": False}  # transcribed by the STT deployment
-    args["tts"]["streaming"] = {"enabled": False}  # spoken by the TTS deployment, by clause
-    args["llm"]["tools"] = False
-    args["cache"] = {**args["cache"], "llm_responses": False, "tts_audio": False}
     for d in app["deployments"]:
         d.pop("autoscaling_config", None)
         d["num_replicas"] = 1  # the killed replica is the only one: its turns cannot avoid it
@@ -64,7 +53,7 @@ def simulated_config() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def sim_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeApp]:
-    with serve_cluster(tmp_path_factory.mktemp("serve-kill"), simulated_config()) as app:
+    with serve_cluster(tmp_path_factory.mktemp("serve-kill"), one_replica_config()) as app:
         yield app
 
 
